@@ -1,0 +1,250 @@
+"""The command line: ``extremal-contours explain|speed ...``. Imported by nothing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from . import __version__, sample_image_path
+from .explainer import VARIANTS, ExtremalContour
+from .images import ImageError, find_images, load_image
+from .models import DEFAULT_MODEL, LoadedModel, ModelError, load_model
+from .targets import SCORES
+
+#: Longest side of the overlay drawn on the original picture.
+OVERLAY_MAX_SIDE = 2048
+
+
+class UsageError(Exception):
+    """A problem with the command line itself (exit code 2)."""
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise UsageError(f"unknown device {name!r}: use cpu, cuda, cuda:N or auto") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"device {name!r} asked for, but CUDA is not available here")
+    return device
+
+
+def _target(value: str | None, loaded: LoadedModel) -> int | None:
+    """A class index from ``--target`` (an index or a class name)."""
+    if value is None:
+        return None
+    names = loaded.class_names
+    if value.lstrip("-").isdigit():
+        index = int(value)
+        if names is not None and not 0 <= index < len(names):
+            raise UsageError(f"--target {index} is outside the model's {len(names)} classes (0..{len(names) - 1})")
+        return index
+    if names is None:
+        raise UsageError(f"--target {value!r}: this model has no class names; give a class index")
+    matches = [i for i, n in enumerate(names) if n.lower() == value.lower()]
+    if not matches:
+        close = [n for n in names if value.lower() in n.lower()][:5]
+        hint = f" (did you mean: {', '.join(close)}?)" if close else ""
+        raise UsageError(f"--target {value!r} is not a class name of this model{hint}")
+    return matches[0]
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default {DEFAULT_MODEL}; torchvision/timm names with --weights)")
+    p.add_argument("--weights", default=None, help="state-dict file for --model (nothing is downloaded)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--harmonics", type=int, default=None, help="Fourier harmonics K (default 8)")
+    p.add_argument("--iterations", type=int, default=None, help="optimisation steps")
+    p.add_argument("--starts", type=int, default=None, help="contours optimised per (image, area)")
+    p.add_argument("--score", default="logit", choices=[s for s in SCORES if s != "similarity"], help="what the region keeps")
+    p.add_argument("--batch-size", type=int, default=32, help="most images per forward pass (memory bound)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+
+
+def _explainer(args: argparse.Namespace, loaded: LoadedModel) -> ExtremalContour:
+    options: dict[str, Any] = {}
+    for name in ("harmonics", "iterations", "starts"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    try:
+        return ExtremalContour(
+            loaded.model,
+            score=args.score,
+            batch_size=args.batch_size,
+            mean=loaded.mean,
+            std=loaded.std,
+            class_names=loaded.class_names,
+            progress=False,
+            **options,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _load(args: argparse.Namespace) -> LoadedModel:
+    device = _device(args.device)
+    if args.weights == "random":
+        print("warning: random weights; the explanations mean nothing", file=sys.stderr)
+    return load_model(args.model, args.weights, device=device)
+
+
+def _out_name(path: Path, used: set[str]) -> str:
+    stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in path.stem) or "image"
+    name, i = stem, 2
+    while name in used:
+        name, i = f"{stem}-{i}", i + 1
+    used.add(name)
+    return name
+
+
+def _done(folder: Path, job: dict[str, Any]) -> bool:
+    record = folder / "explanation.json"
+    if not record.is_file():
+        return False
+    try:
+        return json.loads(record.read_text()).get("meta", {}).get("job") == job
+    except (OSError, ValueError):
+        return False
+
+
+def _summary(name: str, result: Any, out: Path) -> str:
+    label = result.class_names[0] if result.class_names else (f"class {int(result.classes[0])}" if result.classes is not None else result.score)
+    head = f"{name}: {label}"
+    if result.classes is not None:
+        head += f" ({int(result.classes[0])})"
+    if result.clean_probability is not None:
+        head += f" p={float(result.clean_probability[0]):.2f}"
+    parts = [
+        f"area {a:.2f} preserve {float(result.preserve_ratio[0, j]):.2f} delete-drop {float(result.delete_drop[0, j]):.2f}"
+        for j, a in enumerate(result.areas)
+    ]
+    return f"{head} | " + "; ".join(parts) + f" -> {out}"
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    paths = list(args.images)
+    if not paths:
+        paths = [sample_image_path()]
+        print(f"no image given: explaining the bundled sample {paths[0]}", file=sys.stderr)
+    files = find_images(paths)
+    if not files:
+        raise UsageError(f"no pictures found in {', '.join(map(str, paths))}")
+    loaded = _load(args)
+    target = _target(args.target, loaded)
+    explainer = _explainer(args, loaded)
+    areas = tuple(args.area)
+    if any(not 0 < a < 1 for a in areas):
+        raise UsageError(f"--area takes fractions in (0, 1), got {', '.join(map(str, areas))}")
+    out = Path(args.out)
+    job = {
+        "model": loaded.name,
+        "weights": str(Path(args.weights).resolve()) if args.weights and args.weights != "random" else args.weights,
+        "target": target,
+        "areas": list(areas),
+        "variant": args.variant,
+        "seed": args.seed,
+        "settings": explainer.settings(),
+    }
+    used: set[str] = set()
+    done = failed = skipped = 0
+    bar = tqdm(files, desc="explain", unit="image", disable=args.quiet or len(files) == 1)
+    for path in bar:
+        folder = out / _out_name(path, used)
+        if not args.force and _done(folder, job):
+            skipped += 1
+            tqdm.write(f"{path.name}: already done -> {folder}", file=sys.stderr)
+            continue
+        try:
+            image, note = load_image(path)
+            if note:
+                tqdm.write(f"{path.name}: note: {note}", file=sys.stderr)
+            x = loaded.preprocess(image)
+            result = explainer.attribute(x, target, areas=areas, variant=args.variant, seed=args.seed, names=[path.name])
+            result = replace(result, meta={"job": job, "source": str(path.resolve())})
+            picture = None
+            if not loaded.fixed_input_size:
+                picture = image
+                if max(image.size) > OVERLAY_MAX_SIDE:
+                    factor = OVERLAY_MAX_SIDE / max(image.size)
+                    picture = image.resize((round(image.width * factor), round(image.height * factor)))
+            result.save(folder, image=picture)
+        except (ImageError, ValueError, TypeError, RuntimeError) as exc:
+            failed += 1
+            tqdm.write(f"error: {path}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}", file=sys.stderr)
+            continue
+        done += 1
+        tqdm.write(_summary(path.name, result, folder))
+    if len(files) > 1:
+        print(f"{done} explained, {skipped} already done, {failed} failed -> {out}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_speed(args: argparse.Namespace) -> int:
+    from .speed import measure_overhead
+
+    loaded = _load(args)
+    explainer = _explainer(args, loaded)
+    image, _ = load_image(args.image or sample_image_path())
+    x = loaded.preprocess(image)
+    report = measure_overhead(explainer, x, repeats=args.repeats, areas=tuple(args.area))
+    print(report.text())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="extremal-contours",
+        description="Explain image classifiers with Extremal Contours (smallest smooth star-convex region keeping a class's evidence).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("explain", help="explain pictures (files or folders); one result folder per picture")
+    p.add_argument("images", nargs="*", metavar="IMAGE_OR_FOLDER", help="pictures or folders (default: the bundled sample)")
+    p.add_argument("--target", default=None, help="class index or name to explain (default: the predicted class)")
+    p.add_argument("--area", type=float, nargs="+", default=[0.1], help="area fraction(s) of the region (default 0.1)")
+    p.add_argument("--variant", choices=VARIANTS, default="preserve")
+    p.add_argument("--out", default="explanations", help="output folder (default ./explanations)")
+    p.add_argument("--force", action="store_true", help="redo pictures already explained with the same settings")
+    _add_common(p)
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("speed", help="overhead of the explainer over the model's own forward+backward passes")
+    p.add_argument("image", nargs="?", default=None, help="picture (default: the bundled sample)")
+    p.add_argument("--area", type=float, nargs="+", default=[0.1])
+    p.add_argument("--repeats", type=int, default=3)
+    _add_common(p)
+    p.set_defaults(func=cmd_speed)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if getattr(args, "quiet", False):
+            import os
+
+            os.environ.setdefault("TQDM_DISABLE", "1")
+        return int(args.func(args))
+    except (UsageError, ModelError, ImageError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,775 @@
+"""The Extremal Contour explainer: one optimisation loop over every (image, area, start).
+
+Each step is one forward+backward of the model on a batch holding every live combination of
+image, area and start (and, for the dual game, its preserve and delete copies), cut into chunks of
+at most ``batch_size`` rows to bound memory. See ``METHOD.md`` for the method and
+``docs/TUNING.md`` for how the defaults were chosen.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from . import contour as C
+from .perturbation import Perturbation
+from .result import ContourResult, display_images
+from .targets import ScoreFn, as_score, describe, needs_class, probabilities
+from .versions import library_versions
+
+__all__ = ["VARIANTS", "ExtremalContour"]
+
+VARIANTS = ("preserve", "delete", "dual")
+
+#: Smallest image side the explainer accepts (a contour needs room for its edge).
+MIN_SIDE = 16
+
+
+@contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """Run the model in eval mode and restore every module's own ``training`` flag after."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, flag in flags:
+            module.training = flag
+
+
+def _model_place(model: Callable[..., Any], x: Tensor) -> tuple[torch.device, torch.dtype]:
+    if isinstance(model, nn.Module):
+        for p in model.parameters():
+            return p.device, (p.dtype if p.is_floating_point() else x.dtype)
+    return x.device, x.dtype
+
+
+def _check_output(out: Any, rows: int) -> Tensor:
+    if isinstance(out, (tuple, list)):
+        raise TypeError(
+            f"the model returned a {type(out).__name__} of {len(out)} items; the explainer needs one tensor "
+            "(N, classes or features): wrap the model, e.g. lambda x: model(x)[0]"
+        )
+    if isinstance(out, dict):
+        keys = ", ".join(map(str, list(out)[:5]))
+        raise TypeError(
+            f"the model returned a dict (keys: {keys}); the explainer needs one tensor (N, classes or features): "
+            "wrap the model, e.g. lambda x: model(x)['logits']"
+        )
+    if not isinstance(out, Tensor):
+        raise TypeError(f"the model returned {type(out).__name__}; the explainer needs a tensor (N, classes or features)")
+    if out.dim() < 2 or out.shape[0] != rows:
+        raise ValueError(f"the model returned shape {tuple(out.shape)} for {rows} images; expected ({rows}, classes or features)")
+    return out
+
+
+def _phases(iterations: int, starts: int) -> list[tuple[int, int]]:
+    """Successive halving: ``(steps, live starts)`` per phase.
+
+    The last phase (one start) gets half of the steps, the one before a quarter, and so on; the
+    first phase takes what is left. Each halving keeps the starts whose binary masks score best.
+    """
+    keeps = [starts]
+    while keeps[-1] > 1:
+        keeps.append(math.ceil(keeps[-1] / 2))
+    lengths = [0] * len(keeps)
+    left = iterations
+    for i in range(len(keeps) - 1, 0, -1):
+        lengths[i] = max(1, iterations // 2 ** (len(keeps) - i))
+        left -= lengths[i]
+    lengths[0] = left
+    if lengths[0] < 1:
+        raise ValueError(f"{iterations} iterations are too few for {starts} starts; use at least {iterations - left + 1}")
+    return list(zip(lengths, keeps))
+
+
+@dataclass
+class _Rows:
+    """The live optimisation rows: one contour each, for one (image, area) group."""
+
+    image: Tensor  # (R,) image index
+    group: Tensor  # (R,) image * A + area index
+    area: Tensor  # (R,) target area
+    flip: Tensor  # (R,) jitter phase, 0 or 1
+
+    def take(self, keep: Tensor | slice) -> _Rows:
+        return _Rows(self.image[keep], self.group[keep], self.area[keep], self.flip[keep])
+
+
+
+class ExtremalContour:
+    """Explain an image classifier with the smallest smooth star-convex region that keeps (or removes)
+    the evidence for a class.
+
+    The explainer is built once around a model and called Captum-style with a batch of images.
+
+    Args:
+        model: a ``torch.nn.Module`` (or callable) mapping ``(N, C, H, W)`` to ``(N, D)``: class logits,
+            or features for an embedding model. It is left exactly as given (its ``training`` flags
+            are restored after each call; no hooks, no parameter or device changes).
+        harmonics: Fourier harmonics ``K`` of the log-radius (the contour has ``2K + 3`` numbers).
+        iterations: optimisation steps.
+        starts: contours optimised per (image, area); successive halving keeps the best.
+        scan: side of the grid of discs scored (forward only) to place the starts; 0 places the
+            starts on a fixed grid instead.
+        lr: Adam learning rate of the centre and the harmonics (normalised units).
+        spectral: weight of ``sum_k k^2 (a_k^2 + b_k^2)`` (smoothness).
+        edge: edge width in pixels at the first and the last step, annealed geometrically.
+        perturbation: ``"blur"``, ``"constant"`` or ``"fade"``; ``perturbation_options`` go to
+            :class:`~extremal_contours.perturbation.Perturbation`.
+        score: ``"logit"``, ``"probability"``, ``"log_probability"``, ``"contrastive"``, ``"similarity"``
+            or a callable (see :mod:`extremal_contours.targets`).
+        jitter: flip the input horizontally on alternate steps (Fong et al.).
+        batch_size: most images per forward pass (bounds memory).
+        mean, std: the model's input normalisation, used only to show the images in saved results.
+        class_names: names of the model's classes, recorded with results.
+        progress: show a progress bar (``None``: only on a terminal).
+
+    Example:
+        >>> explainer = ExtremalContour(model)                                  # doctest: +SKIP
+        >>> result = explainer.attribute(x, target=285, areas=(0.05, 0.1))      # doctest: +SKIP
+        >>> result.masks.shape                                                  # doctest: +SKIP
+        torch.Size([1, 2, 1, 224, 224])
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | Callable[[Tensor], Tensor],
+        *,
+        harmonics: int = 8,
+        iterations: int = 64,
+        starts: int = 4,
+        scan: int = 4,
+        lr: float = 0.05,
+        centre_lr: float | None = None,
+        decay: float = 1.0,
+        lr_end: float = 1.0,
+        checks: int = 2,
+        progressive: float = 0.0,
+        straight_through: bool = False,
+        optimizer: str = "adam",
+        momentum: float = 0.8,
+        spectral: float = 1e-3,
+        edge: tuple[float, float] = (8.0, 1.0),
+        perturbation: str = "blur",
+        perturbation_options: dict[str, Any] | None = None,
+        score: str | Callable[..., Tensor] = "logit",
+        jitter: bool = True,
+        batch_size: int = 32,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        class_names: Sequence[str] | None = None,
+        progress: bool | None = None,
+    ) -> None:
+        if not callable(model):
+            raise TypeError(f"model must be a torch.nn.Module or a callable, got {type(model).__name__}")
+        if harmonics < 0:
+            raise ValueError(f"harmonics must be >= 0, got {harmonics}")
+        if starts < 1:
+            raise ValueError(f"starts must be >= 1, got {starts}")
+        if scan < 0:
+            raise ValueError(f"scan must be >= 0, got {scan}")
+        if scan and scan * scan < starts:
+            raise ValueError(f"a scan grid of {scan}x{scan} cannot place {starts} starts")
+        if batch_size < 2:
+            raise ValueError(f"batch_size must be >= 2, got {batch_size}")
+        if len(edge) != 2 or min(edge) <= 0:
+            raise ValueError(f"edge must be two positive widths in pixels (first, last), got {edge}")
+        self.phases = _phases(iterations, starts)
+        self.model = model
+        self.harmonics = harmonics
+        self.iterations = iterations
+        self.starts = starts
+        self.scan = scan
+        self.lr = lr
+        self.centre_lr = lr if centre_lr is None else centre_lr
+        self.decay = decay
+        self.lr_end = lr_end
+        self.checks = checks
+        self.progressive = progressive
+        self.straight_through = straight_through
+        self.optimizer = optimizer
+        self.momentum = momentum
+        self.spectral = spectral
+        self.edge = (float(edge[0]), float(edge[1]))
+        self.perturbation = perturbation
+        self.perturbation_options = dict(perturbation_options or {})
+        Perturbation(torch.zeros(1, 1, 4, 4), perturbation, **self.perturbation_options)  # validate now
+        self.score = score
+        self._score_fn = as_score(score)
+        self.jitter = jitter
+        self.batch_size = batch_size
+        self.mean, self.std = mean, std
+        self.class_names = list(class_names) if class_names is not None else None
+        self.progress = progress
+
+    # -- settings ---------------------------------------------------------------------------------
+
+    def settings(self) -> dict[str, Any]:
+        """The explainer's settings, as recorded in every result."""
+        return {
+            "method": "extremal_contour",
+            "harmonics": self.harmonics,
+            "iterations": self.iterations,
+            "starts": self.starts,
+            "scan": self.scan,
+            "phases": self.phases,
+            "lr": self.lr,
+            "centre_lr": self.centre_lr,
+            "decay": self.decay,
+            "lr_end": self.lr_end,
+            "checks": self.checks,
+            "progressive": self.progressive,
+            "straight_through": self.straight_through,
+            "optimizer": self.optimizer,
+            "momentum": self.momentum,
+            "spectral": self.spectral,
+            "edge": list(self.edge),
+            "perturbation": self.perturbation,
+            "perturbation_options": self.perturbation_options,
+            "score": describe(self.score),
+            "jitter": self.jitter,
+            "batch_size": self.batch_size,
+        }
+
+    # -- model calls ------------------------------------------------------------------------------
+
+    def _run(self, x: Tensor) -> Tensor:
+        return _check_output(self.model(x), x.shape[0])
+
+    def _chunks(self, rows: int, copies: int = 1) -> Iterator[slice]:
+        """Slices of at most ``batch_size`` model inputs, each row making ``copies`` of them."""
+        size = max(1, self.batch_size // copies)
+        for start in range(0, rows, size):
+            yield slice(start, min(rows, start + size))
+
+    def _check_input(self, x: Any) -> Tensor:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"x must be a tensor (N, C, H, W), got {type(x).__name__}")
+        if x.dim() == 3:
+            raise ValueError(f"x must be a batch (N, C, H, W); got one image {tuple(x.shape)}: use x[None]")
+        if x.dim() != 4:
+            raise ValueError(f"x must be a batch (N, C, H, W), got shape {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise TypeError(f"x must be a floating-point tensor (the model's normalised input), got {x.dtype}")
+        if x.shape[0] == 0:
+            raise ValueError("x is an empty batch")
+        if min(x.shape[-2:]) < MIN_SIDE:
+            raise ValueError(f"images of {x.shape[-2]}x{x.shape[-1]} px are too small; at least {MIN_SIDE} px per side")
+        if not torch.isfinite(x).all():
+            bad = (~torch.isfinite(x)).flatten(1).any(1).nonzero()[:, 0].tolist()
+            raise ValueError(f"x contains NaN or infinite values (images {bad})")
+        return x
+
+    def _resolve_target(self, target: Any, clean: Tensor) -> tuple[Tensor | None, ScoreFn, str]:
+        """Classes per image (or None) and the score function."""
+        n, width = clean.shape[0], clean.shape[1]
+        if callable(target) and not isinstance(target, Tensor):
+            return None, as_score(target), describe(target)
+        if target is None:
+            if not needs_class(self.score):
+                return None, self._score_fn, describe(self.score)
+            if clean.dim() != 2:
+                raise ValueError(f"the model output has shape {tuple(clean.shape)}; give a target class or a score callable")
+            classes = clean.argmax(1)
+        else:
+            if isinstance(target, bool):
+                raise TypeError("target must be a class index, a sequence of them, or a callable")
+            try:
+                classes = torch.as_tensor(target, device=clean.device).reshape(-1)
+            except (TypeError, ValueError, RuntimeError) as exc:
+                raise TypeError(f"target must be a class index, a sequence of them, or a callable; got {target!r}") from exc
+            if classes.is_floating_point() or classes.dtype == torch.bool:
+                raise TypeError(f"target class indices must be integers, got {classes.dtype}")
+            classes = classes.long()
+            if classes.numel() == 1:
+                classes = classes.expand(n)
+            if classes.numel() != n:
+                raise ValueError(f"target has {classes.numel()} classes for {n} images")
+            bad = classes[(classes < 0) | (classes >= width)]
+            if bad.numel():
+                raise ValueError(f"target {bad[0].item()} is outside the model's {width} classes (0..{width - 1})")
+        return classes.clone(), self._score_fn, describe(self.score)
+
+    # -- the optimisation -------------------------------------------------------------------------
+
+    def attribute(
+        self,
+        x: Tensor,
+        target: int | Sequence[int] | Tensor | Callable[..., Tensor] | None = None,
+        *,
+        areas: Sequence[float] = (0.1,),
+        variant: str = "preserve",
+        seed: int = 0,
+        names: Sequence[str] | None = None,
+    ) -> ContourResult:
+        """Find the contour of each area for each image.
+
+        Args:
+            x: ``(N, C, H, W)`` images, normalised as the model expects.
+            target: the class to explain: one index, one per image, ``None`` (the predicted class),
+                or a score callable (see :mod:`extremal_contours.targets`).
+            areas: area fractions of the image, each in ``(0, 1)``; every area of every image is
+                optimised in the same batch.
+            variant: ``"preserve"`` (keep the evidence inside the region), ``"delete"`` (remove it by
+                perturbing the region) or ``"dual"`` (both at once).
+            seed: seeds the starts' jitter and the flip jitter; same seed, same result.
+            names: optional image names recorded with the result.
+
+        Returns:
+            A :class:`~extremal_contours.result.ContourResult` with one contour per (image, area).
+        """
+        started = time.perf_counter()
+        x = self._check_input(x)
+        areas = tuple(float(a) for a in areas)
+        if not areas or any(not (0.0 < a < 1.0) for a in areas):
+            raise ValueError(f"areas must be fractions in (0, 1), got {areas}")
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+        if names is not None and len(names) != x.shape[0]:
+            raise ValueError(f"{len(names)} names for {x.shape[0]} images")
+        model = self.model
+        context = _eval_mode(model) if isinstance(model, nn.Module) else _nullcontext()
+        with context:
+            return self._attribute(x, target, areas, variant, seed, names, started)
+
+    def _attribute(
+        self,
+        x: Tensor,
+        target: Any,
+        areas: tuple[float, ...],
+        variant: str,
+        seed: int,
+        names: Sequence[str] | None,
+        started: float,
+    ) -> ContourResult:
+        device, dtype = _model_place(self.model, x)
+        x = x.detach().to(device=device, dtype=dtype)
+        n, _, height, width = x.shape
+        extent = C.image_extent(height, width)
+        cost = {"step_batches": [], "eval_batches": []}
+
+        with torch.no_grad():
+            try:
+                clean = self._run(x)
+            except (TypeError, ValueError):
+                raise
+            except Exception as exc:  # the model's own error, made one line
+                message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ValueError(f"the model failed on input of shape {tuple(x.shape)}: {message}") from exc
+            cost["eval_batches"].append(n)
+            if not torch.isfinite(clean).all():
+                raise ValueError("the model's output on the clean images contains NaN or infinite values")
+        classes, score_fn, score_name = self._resolve_target(target, clean)
+        clean_score = score_fn(clean, clean, classes).float()
+        norm = clean_score.abs().clamp(min=0.1)  # the loss is relative to the clean score
+
+        perturb = Perturbation(x, self.perturbation, **self.perturbation_options)
+        generator = torch.Generator().manual_seed(seed)
+        groups = n * len(areas)
+        group_image = torch.arange(n, device=device).repeat_interleave(len(areas))
+        group_area = torch.tensor(areas, device=device).repeat(n)
+
+        copies = 2 if variant == "dual" else 1
+
+        def objective(rows: _Rows, masks: Tensor, flip: Tensor | None) -> tuple[Tensor, Tensor]:
+            """(objective to maximise, score of the first copy) for masks (R, 1, H, W)."""
+            masks = masks.to(dtype)
+            parts = []
+            if variant in ("preserve", "dual"):
+                parts.append(perturb(masks, rows.image))
+            if variant in ("delete", "dual"):
+                parts.append(perturb(1 - masks, rows.image))
+            batch = torch.cat(parts) if len(parts) > 1 else parts[0]
+            if flip is not None:
+                flip2 = flip.repeat(len(parts))[:, None, None, None]
+                batch = torch.where(flip2, batch.flip(-1), batch)
+            out = self._run(batch)
+            image2 = rows.image.repeat(len(parts))
+            cls = classes[image2] if classes is not None else None
+            score = score_fn(out, clean[image2], cls).float()
+            r = rows.image.shape[0]
+            if variant == "preserve":
+                return score, score
+            if variant == "delete":
+                return -score, score
+            return score[:r] - score[r:], score[:r]
+
+        def evaluate(rows: _Rows, centre: Tensor, coeffs: Tensor) -> Tensor:
+            """Objective of the binary masks, no gradient, (R,)."""
+            values = []
+            with torch.no_grad():
+                for sl in self._chunks(rows.image.shape[0], copies):
+                    part = rows.take(sl)
+                    scale = C.scale_for_area(coeffs[sl], part.area, centre[sl], extent)
+                    masks = C.rasterize(centre[sl], coeffs[sl], scale, height, width, edge=None)
+                    value, _ = objective(part, masks, None)
+                    cost["eval_batches"].append(value.shape[0] * copies)
+                    values.append(value)
+            return torch.cat(values)
+
+        best_value = torch.full((groups,), -math.inf, device=device)
+        best_centre = torch.zeros(groups, 2, device=device)
+        best_coeffs = torch.zeros(groups, self.harmonics, 2, device=device)
+
+        def remember(value: Tensor, rows: _Rows, centre: Tensor, coeffs: Tensor) -> None:
+            """Keep, per group, the best binary mask seen so far."""
+            better = torch.full((groups,), -math.inf, device=device).scatter_reduce(0, rows.group, value, "amax")
+            improved = better > best_value
+            if not improved.any():
+                return
+            # Row holding each group's maximum (the first if tied).
+            is_max = value == better[rows.group]
+            order = torch.arange(value.shape[0], device=device)
+            first = torch.full((groups,), value.shape[0], device=device).scatter_reduce(
+                0, rows.group, torch.where(is_max, order, value.shape[0]), "amin"
+            )
+            idx = first[improved]
+            best_value[improved] = better[improved]
+            best_centre[improved] = centre[idx]
+            best_coeffs[improved] = coeffs[idx]
+
+        # -- starts -----------------------------------------------------------------------------
+        centre0 = self._starts(groups, group_image, group_area, extent, evaluate, remember, device)
+        rows = _Rows(
+            image=group_image.repeat_interleave(self.starts),
+            group=torch.arange(groups, device=device).repeat_interleave(self.starts),
+            area=group_area.repeat_interleave(self.starts),
+            flip=torch.randint(0, 2, (groups * self.starts,), generator=generator).bool().to(device),
+        )
+        total = rows.image.shape[0]
+        jitter = (torch.rand(total, 2, generator=generator) * 2 - 1) * 0.1 * torch.tensor(extent)
+        k = torch.arange(1, self.harmonics + 1, dtype=torch.float32)
+        # The optimiser moves raw harmonics; a_k = raw_k / k^decay, so high orders move less per step.
+        precond = (k ** -self.decay)[None, :, None].to(device)
+        noise = torch.randn(total, self.harmonics, 2, generator=generator) * (0.05 / k)[None, :, None]
+        margin = 2 * C.pixel_unit(height, width)
+        bound = torch.tensor([extent[0] / 2 - margin, extent[1] / 2 - margin], device=device)
+        centre = centre0.reshape(total, 2) + jitter.to(device)
+        centre = torch.maximum(torch.minimum(centre, bound), -bound).requires_grad_()
+        raw = (noise.to(device) / precond).requires_grad_()
+
+        weights = torch.arange(1, self.harmonics + 1, device=device, dtype=torch.float32) ** 2
+        history = torch.full((groups, self.iterations), math.nan)
+        edge0, edge1 = self.edge
+        last = self.phases[-1][0]
+        # Binary checks in the last phase (besides its end), evenly spread over its second half.
+        check_steps = {self.iterations - 1 - (i * last) // (2 * self.checks + 1) for i in range(1, self.checks + 1)}
+        step = 0
+        bar = tqdm(total=self.iterations, desc="contours", unit="step", disable=_disabled(self.progress), leave=False)
+        try:
+            for phase, (length, keep) in enumerate(self.phases):
+                if phase > 0:
+                    if self.optimizer == "trust":
+                        value = trust["f"]  # each row's best binary objective so far
+                    else:
+                        value = evaluate(rows, centre.detach(), raw.detach() * precond)
+                        remember(value, rows, centre.detach(), raw.detach() * precond)
+                    chosen = _top_per_group(value, rows.group, groups, keep)
+                    trust = {key: v[chosen] for key, v in trust.items()}
+                    rows = rows.take(chosen)
+                    centre = centre.detach()[chosen].requires_grad_()
+                    raw = raw.detach()[chosen].requires_grad_()
+                    optimiser = _carry_adam(optimiser, [centre, raw], chosen)
+                    velocity = velocity[chosen]
+                else:
+                    velocity = torch.zeros(centre.shape[0], 2 + 2 * self.harmonics, device=device)
+                    trust = {
+                        "c": centre.detach().clone(),
+                        "raw": raw.detach().clone(),
+                        "f": torch.full((total,), -math.inf, device=device),
+                        "dc": torch.zeros_like(centre),
+                        "draw": torch.zeros_like(raw),
+                        "eta": torch.full((total,), self.lr, device=device),
+                    }
+                    optimiser = torch.optim.Adam(
+                        [{"params": [centre], "lr": self.centre_lr}, {"params": [raw], "lr": self.lr}]
+                    )
+                for _ in range(length):
+                    fraction = step / max(1, self.iterations - 1)
+                    edge = edge0 * (edge1 / edge0) ** fraction
+                    factor = self.lr_end + (1 - self.lr_end) * 0.5 * (1 + math.cos(math.pi * fraction))
+                    for group, base in zip(optimiser.param_groups, (self.centre_lr, self.lr)):
+                        group["lr"] = base * factor
+                    grads_c = torch.zeros_like(centre)
+                    grads_k = torch.zeros_like(raw)
+                    soft, seen = [], []  # objective per row; the same where the input was not flipped
+                    for sl in self._chunks(rows.image.shape[0], copies):
+                        part = rows.take(sl)
+                        with torch.enable_grad():
+                            c_leaf = centre[sl]
+                            k_leaf = raw[sl] * precond
+                            scale = C.scale_for_area(k_leaf, part.area, c_leaf, extent)
+                            masks = C.rasterize(c_leaf, k_leaf, scale, height, width, edge=edge)
+                            if self.straight_through:
+                                # The model sees the binary mask; the gradient is the soft mask's.
+                                masks = (masks > 0.5).to(masks.dtype) + masks - masks.detach()
+                            flip = (part.flip ^ bool(step % 2)) if self.jitter else None
+                            value, _ = objective(part, masks, flip)
+                            loss = -(value / norm[part.image]).sum()
+                            if self.spectral:
+                                loss = loss + self.spectral * ((k_leaf * k_leaf).sum(-1) * weights).sum()
+                            gc, gk = torch.autograd.grad(loss, [centre, raw])
+                        grads_c += gc
+                        grads_k += gk
+                        cost["step_batches"].append(part.image.shape[0] * copies)
+                        soft.append(value.detach())
+                        seen.append(value.detach() if flip is None else value.detach().masked_fill(flip, -math.inf))
+                    if self.progressive > 0:
+                        # Coarse to fine: harmonic k joins once the step passes k / (K + 1) of the ramp.
+                        active = math.floor((self.harmonics + 1) * fraction / self.progressive)
+                        grads_k[:, active:] = 0
+                    centre.grad, raw.grad = grads_c, grads_k
+                    if self.straight_through:  # this step's values are binary scores: candidates for free
+                        remember(torch.cat(seen), rows, centre.detach().clone(), raw.detach() * precond)
+                    if self.optimizer == "adam":
+                        optimiser.step()
+                    elif self.optimizer == "trust":
+                        self._trust_step(centre, raw, precond, grads_c, grads_k, torch.cat(seen), rows.area, trust)
+                    else:
+                        velocity = self._ngd_step(centre, raw, precond, grads_c, grads_k, velocity, rows.area, factor)
+                    with torch.no_grad():
+                        centre.copy_(torch.maximum(torch.minimum(centre, bound), -bound))
+                    soft_value = torch.cat(soft)
+                    history[:, step] = (
+                        torch.full((groups,), -math.inf, device=device)
+                        .scatter_reduce(0, rows.group, soft_value, "amax")
+                        .cpu()
+                    )
+                    if step in check_steps:
+                        remember(evaluate(rows, centre.detach(), raw.detach() * precond), rows, centre.detach(), raw.detach() * precond)
+                    step += 1
+                    bar.update(1)
+            value = evaluate(rows, centre.detach(), raw.detach() * precond)
+            remember(value, rows, centre.detach(), raw.detach() * precond)
+        finally:
+            bar.close()
+
+        return self._finish(
+            x, perturb, clean, classes, clean_score, score_fn, score_name, areas, variant, seed, names,
+            best_centre, best_coeffs, history, cost, started, extent,
+        )  # fmt: skip
+
+    def _ngd_step(
+        self, centre: Tensor, raw: Tensor, precond: Tensor, grad_c: Tensor, grad_raw: Tensor, velocity: Tensor, area: Tensor, factor: float
+    ) -> Tensor:
+        """Normalised gradient step of length ``lr * factor`` in boundary-displacement units.
+
+        The centre moves the boundary one-for-one and a harmonic ``a_k`` by ``r a_k`` (``r`` the
+        radius of a disc of the row's area), so the gradient is expressed per unit of boundary
+        displacement, high orders are damped by ``k^-decay``, averaged with momentum, and each row
+        steps a fixed distance along it: rows with tiny gradients move as far as rows with large
+        ones, and within a row the parameters keep their relative weights (unlike Adam's
+        per-coordinate normalisation, which moves noise-only harmonics as far as informative ones).
+        """
+        rows = centre.shape[0]
+        r = torch.sqrt(area / math.pi)[:, None]
+        grad_a = grad_raw / precond  # gradient w.r.t. the harmonics themselves
+        omega = precond.expand(rows, -1, 2).reshape(rows, -1)
+        g_u = torch.cat([grad_c, grad_a.reshape(rows, -1) / r], 1)
+        weight = torch.cat([torch.ones(rows, 2, device=centre.device), omega], 1)
+        velocity = self.momentum * velocity - (1 - self.momentum) * g_u  # ascent direction (loss gradient is -objective)
+        norm = torch.sqrt((weight * velocity * velocity).sum(1, keepdim=True)).clamp(min=1e-12)
+        step = self.lr * factor * weight * velocity / norm
+        with torch.no_grad():
+            centre += step[:, :2]
+            raw += (step[:, 2:] / r).reshape_as(raw) / precond
+        return velocity
+
+    def _trust_step(
+        self, centre: Tensor, raw: Tensor, precond: Tensor, grad_c: Tensor, grad_raw: Tensor, value: Tensor, area: Tensor, state: dict[str, Tensor]
+    ) -> None:
+        """Monotone ascent on the binary objective: a row that improved moves on from its new best
+        along its gradient with a longer step; one that did not goes back to its best point and
+        tries a shorter step along the gradient stored there."""
+        rows = centre.shape[0]
+        r = torch.sqrt(area / math.pi)[:, None]
+        grad_a = grad_raw / precond
+        omega = precond.expand(rows, -1, 2).reshape(rows, -1)
+        g_u = -torch.cat([grad_c, grad_a.reshape(rows, -1) / r], 1)  # ascent, displacement units
+        weight = torch.cat([torch.ones(rows, 2, device=centre.device), omega], 1)
+        norm = torch.sqrt((weight * g_u * g_u).sum(1, keepdim=True)).clamp(min=1e-12)
+        d_u = weight * g_u / norm
+        d_c = d_u[:, :2]
+        d_raw = (d_u[:, 2:] / r).reshape_as(raw) / precond
+        improved = value > state["f"]
+        up = improved[:, None]
+        state["c"] = torch.where(up, centre.detach(), state["c"])
+        state["raw"] = torch.where(up[:, :, None], raw.detach(), state["raw"])
+        state["dc"] = torch.where(up, d_c, state["dc"])
+        state["draw"] = torch.where(up[:, :, None], d_raw, state["draw"])
+        state["f"] = torch.where(improved, value, state["f"])
+        state["eta"] = torch.where(improved, (state["eta"] * 1.5).clamp(max=2.5 * self.lr), state["eta"] * 0.5)
+        with torch.no_grad():
+            centre.copy_(state["c"] + state["eta"][:, None] * state["dc"])
+            raw.copy_(state["raw"] + state["eta"][:, None, None] * state["draw"])
+
+    def _starts(
+        self,
+        groups: int,
+        group_image: Tensor,
+        group_area: Tensor,
+        extent: tuple[float, float],
+        evaluate: Callable[[_Rows, Tensor, Tensor], Tensor],
+        remember: Callable[[Tensor, _Rows, Tensor, Tensor], None],
+        device: torch.device,
+    ) -> Tensor:
+        """Initial centres ``(groups, starts, 2)``: the best discs of a scan, or a fixed grid.
+
+        The scanned discs are candidate answers too, so no answer scores below the best disc."""
+        w, h = extent
+        if self.scan == 0:
+            side = math.ceil(math.sqrt(self.starts))
+            grid = _grid(side, w, h, device)
+            # Centre first, then the rest of the grid by distance to the centre.
+            order = torch.argsort(grid.norm(dim=1), stable=True)
+            pick = grid[order[: self.starts]]
+            return pick[None].expand(groups, -1, -1)
+        grid = _grid(self.scan, w, h, device)  # (G, 2)
+        g = grid.shape[0]
+        rows = _Rows(
+            image=group_image.repeat_interleave(g),
+            group=torch.arange(groups, device=device).repeat_interleave(g),
+            area=group_area.repeat_interleave(g),
+            flip=torch.zeros(groups * g, dtype=torch.bool, device=device),
+        )
+        centres = grid.repeat(groups, 1)
+        coeffs = torch.zeros(groups * g, self.harmonics, 2, device=device)
+        value = evaluate(rows, centres, coeffs)
+        remember(value, rows, centres, coeffs)
+        best = value.view(groups, g).topk(self.starts, dim=1).indices  # (groups, starts)
+        return grid[best]
+
+    def _finish(
+        self,
+        x: Tensor,
+        perturb: Perturbation,
+        clean: Tensor,
+        classes: Tensor | None,
+        clean_score: Tensor,
+        score_fn: ScoreFn,
+        score_name: str,
+        areas: tuple[float, ...],
+        variant: str,
+        seed: int,
+        names: Sequence[str] | None,
+        centre: Tensor,
+        coeffs: Tensor,
+        history: Tensor,
+        cost: dict[str, Any],
+        started: float,
+        extent: tuple[float, float],
+    ) -> ContourResult:
+        n, _, height, width = x.shape
+        a = len(areas)
+        device = x.device
+        image = torch.arange(n, device=device).repeat_interleave(a)
+        area = torch.tensor(areas, device=device).repeat(n)
+        with torch.no_grad():
+            scale = C.scale_for_area(coeffs, area, centre, extent)
+            binary = C.rasterize(centre, coeffs, scale, height, width, edge=None)
+            soft = C.rasterize(centre, coeffs, scale, height, width, edge=self.edge[1])
+            kept, removed = [], []
+            for sl in self._chunks(image.shape[0]):
+                m = binary[sl].to(x.dtype)
+                kept.append(self._run(perturb(m, image[sl])))
+                removed.append(self._run(perturb(1 - m, image[sl])))
+                cost["eval_batches"] += [m.shape[0], m.shape[0]]
+            out_keep, out_del = torch.cat(kept), torch.cat(removed)
+            cls = classes[image] if classes is not None else None
+            keep_score = score_fn(out_keep, clean[image], cls).float()
+            del_score = score_fn(out_del, clean[image], cls).float()
+            polygons = C.to_pixels(C.polygon(centre, coeffs, scale, extent=extent), height, width)
+        prob = None
+        if classes is not None and clean.dim() == 2:
+            prob = (
+                probabilities(clean, classes),
+                probabilities(out_keep, cls).view(n, a),
+                probabilities(out_del, cls).view(n, a),
+            )
+        cost["seconds"] = time.perf_counter() - started
+        cost["steps"] = self.iterations
+        cost["forward_backward"] = sum(cost["step_batches"])
+        cost["forward"] = sum(cost["eval_batches"])
+        label_names = None
+        if classes is not None and self.class_names is not None and len(self.class_names) == clean.shape[1]:
+            label_names = tuple(self.class_names[int(c)] for c in classes)
+        return ContourResult(
+            areas=areas,
+            variant=variant,
+            image_size=(height, width),
+            centre=centre.view(n, a, 2).cpu(),
+            coeffs=coeffs.view(n, a, self.harmonics, 2).cpu(),
+            scale=scale.view(n, a).cpu(),
+            edge=self.edge[1],
+            masks=binary.view(n, a, 1, height, width).cpu(),
+            soft_masks=soft.view(n, a, 1, height, width).float().cpu(),
+            polygons=polygons.view(n, a, -1, 2).cpu(),
+            visible_area=binary.float().mean((1, 2, 3)).view(n, a).cpu(),
+            preserve_score=keep_score.view(n, a).cpu(),
+            delete_score=del_score.view(n, a).cpu(),
+            clean_score=clean_score.cpu(),
+            classes=classes.cpu() if classes is not None else None,
+            class_names=label_names,
+            clean_probability=prob[0].cpu() if prob else None,
+            preserve_probability=prob[1].cpu() if prob else None,
+            delete_probability=prob[2].cpu() if prob else None,
+            history=history.view(n, a, -1),
+            score=score_name,
+            settings=self.settings(),
+            cost=cost,
+            seed=seed,
+            versions=library_versions(),
+            images=display_images(x.detach().cpu(), self.mean, self.std),
+            names=tuple(names) if names is not None else None,
+        )
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *args: object) -> None:
+        return None
+
+
+def _disabled(progress: bool | None) -> bool | None:
+    return None if progress is None else not progress
+
+
+def _grid(side: int, w: float, h: float, device: torch.device) -> Tensor:
+    """Cell centres of a ``side x side`` grid over the image, ``(side^2, 2)``, row-major."""
+    ticks = (torch.arange(side, device=device, dtype=torch.float32) + 0.5) / side - 0.5
+    gy, gx = torch.meshgrid(ticks * h, ticks * w, indexing="ij")
+    return torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)
+
+
+def _top_per_group(value: Tensor, group: Tensor, groups: int, keep: int) -> Tensor:
+    """Indices of the ``keep`` best rows of each group (rows of a group are contiguous and equal in number)."""
+    per = value.shape[0] // groups
+    top = value.view(groups, per).topk(min(keep, per), dim=1).indices
+    offset = torch.arange(groups, device=value.device)[:, None] * per
+    return (top + offset).reshape(-1).sort().values
+
+
+def _carry_adam(old: torch.optim.Adam, params: list[Tensor], keep: Tensor) -> torch.optim.Adam:
+    """A new Adam over the pruned parameters (one per group, in order) that keeps the survivors'
+    moments and each group's learning rate."""
+    groups = [{"params": [p], "lr": g["lr"]} for p, g in zip(params, old.param_groups)]
+    new = torch.optim.Adam(groups)
+    for group, p_new in zip(old.param_groups, params):
+        state = old.state.get(group["params"][0])
+        if state:
+            new.state[p_new] = {
+                key: (value[keep].clone() if torch.is_tensor(value) and value.dim() > 0 else value)
+                for key, value in state.items()
+            }
+    return new

@@ -1,0 +1,131 @@
+"""Perturbations: a mask blends each image with a perturbed copy of itself.
+
+A perturbation is built once for a batch of images ``(N, C, H, W)`` (in the model's input space)
+and then applied to masks ``(B, 1, H, W)`` whose rows point at images through ``index (B,)``:
+``mask = 1`` keeps the image, ``mask = 0`` replaces it by the perturbed copy. Deleting a region
+is applying ``1 - mask``.
+
+- ``blur`` (default, Fong et al. 2019): a pyramid of Gaussian blurs, ``sigma`` from ``max_sigma``
+  (mask 0) down to 0 (mask 1) in equal steps; the mask picks the level by linear interpolation.
+- ``constant``: blend towards a fill value (a number, one per channel, or ``"mean"``, the image's
+  own mean colour).
+- ``fade``: blend towards 0 of the model's input space, i.e. the normalisation mean colour.
+
+This module imports nothing else of this package.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+from torchvision.transforms.v2.functional import gaussian_blur
+
+__all__ = ["PERTURBATIONS", "Perturbation", "blur_pyramid", "make_perturbation"]
+
+PERTURBATIONS = ("blur", "constant", "fade")
+
+
+def blur_pyramid(x: Tensor, levels: int = 8, max_sigma: float = 20.0) -> Tensor:
+    """Gaussian blurs of ``x`` with ``sigma = max_sigma * (1 - l / (levels - 1))``.
+
+    Args:
+        x: ``(N, C, H, W)`` images.
+        levels: number of levels (at least 2); level ``levels - 1`` is ``x`` itself.
+        max_sigma: blur of level 0, in pixels.
+
+    Returns:
+        ``(N, levels, C, H, W)``.
+
+    Example:
+        >>> blur_pyramid(torch.rand(2, 3, 32, 32), levels=4).shape
+        torch.Size([2, 4, 3, 32, 32])
+    """
+    if levels < 2:
+        raise ValueError(f"blur_pyramid needs at least 2 levels, got {levels}")
+    out = []
+    for level in range(levels):
+        sigma = max_sigma * (1 - level / (levels - 1))
+        if sigma <= 0:
+            out.append(x)
+            continue
+        # Reflect padding needs the kernel's half-width below the image size.
+        half = min(math.ceil(3 * sigma), min(x.shape[-2:]) - 1)
+        out.append(gaussian_blur(x, [2 * half + 1, 2 * half + 1], [sigma, sigma]))
+    return torch.stack(out, 1)
+
+
+class Perturbation:
+    """Blends images with their perturbed copies under a mask.
+
+    Args:
+        x: ``(N, C, H, W)`` images in the model's input space.
+        kind: ``"blur"``, ``"constant"`` or ``"fade"``.
+        levels, max_sigma: the blur pyramid (``blur`` only).
+        fill: ``"mean"``, a number or one number per channel (``constant`` only).
+
+    Example:
+        >>> x = torch.rand(2, 3, 32, 32)
+        >>> p = Perturbation(x, "constant", fill=0.0)
+        >>> mask = torch.zeros(1, 1, 32, 32)
+        >>> p(mask, torch.tensor([1])).abs().sum()
+        tensor(0.)
+    """
+
+    def __init__(
+        self,
+        x: Tensor,
+        kind: str = "blur",
+        *,
+        levels: int = 8,
+        max_sigma: float = 20.0,
+        fill: str | float | Sequence[float] = "mean",
+    ) -> None:
+        if x.dim() != 4:
+            raise ValueError(f"Perturbation expects images (N, C, H, W), got shape {tuple(x.shape)}")
+        if kind not in PERTURBATIONS:
+            raise ValueError(f"unknown perturbation {kind!r}; choose one of {', '.join(PERTURBATIONS)}")
+        self.kind = kind
+        self.x = x
+        n, c, h, w = x.shape
+        if kind == "blur":
+            pyramid = blur_pyramid(x, levels, max_sigma)
+            self.levels = levels
+            # (N * L, C, H * W): one row per (image, level) so a single gather picks per pixel.
+            self._table = pyramid.reshape(n * levels, c, h * w)
+        else:
+            if kind == "fade":
+                base = torch.zeros_like(x)
+            elif isinstance(fill, str):
+                if fill != "mean":
+                    raise ValueError(f"fill must be 'mean', a number or one number per channel, got {fill!r}")
+                base = x.mean((2, 3), keepdim=True).expand_as(x)
+            else:
+                value = torch.as_tensor(fill, dtype=x.dtype, device=x.device).reshape(-1)
+                if value.numel() not in (1, c):
+                    raise ValueError(f"fill has {value.numel()} values; the images have {c} channels")
+                base = value.reshape(1, -1, 1, 1).expand_as(x)
+            self._base = base.contiguous()
+
+    def __call__(self, mask: Tensor, index: Tensor) -> Tensor:
+        """Perturbed images ``(B, C, H, W)`` for masks ``(B, 1, H, W)`` of images ``index (B,)``."""
+        if self.kind != "blur":
+            base = self._base[index]
+            return base + mask * (self.x[index] - base)
+        b = mask.shape[0]
+        _, c, hw = self._table.shape
+        pos = mask.reshape(b, 1, hw) * (self.levels - 1)
+        low = pos.detach().floor().clamp_(max=self.levels - 2)
+        frac = pos - low
+        rows = low.long() + (index * self.levels).view(b, 1, 1)
+        rows = rows.expand(b, c, hw)
+        y0 = torch.gather(self._table, 0, rows)
+        y1 = torch.gather(self._table, 0, rows + 1)
+        return (y0 + frac * (y1 - y0)).view(b, c, *self.x.shape[2:])
+
+
+def make_perturbation(x: Tensor, kind: str = "blur", **options: object) -> Perturbation:
+    """Build a :class:`Perturbation` (``options`` as its keyword arguments)."""
+    return Perturbation(x, kind, **options)  # type: ignore[arg-type]

@@ -1,0 +1,395 @@
+"""The explanation: contours, masks, scores and the settings that made them.
+
+A :class:`ContourResult` holds one contour per (image, area). ``save(dir)`` writes, per image, a
+JSON record (the contour's parameters, its polygon, the scores, settings and library versions),
+the model's input as a PNG, and per area an overlay PNG, the binary mask as a PNG and the polygon
+as GeoJSON. Everything is written into a temporary folder first and moved into place at the end,
+so a failure leaves no half-written folder. ``load(dir)`` reads it back; the masks are redrawn
+from the parameters alone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from . import contour as C
+from .viz import draw_overlay, mask_image
+
+__all__ = ["COORDINATES", "FORMAT", "ContourResult", "display_images"]
+
+FORMAT = "extremal-contours/1"
+COORDINATES = (
+    "centre and scale in normalised image coordinates: origin at the image centre, x right, y down, "
+    "unit sqrt(height*width) px; r(theta) = scale * exp(sum_k a_k cos(k theta) + b_k sin(k theta)), "
+    "theta from +x towards +y; polygons in pixels, origin at the top-left corner of the image"
+)
+
+
+def display_images(x: Tensor, mean: Sequence[float] | None, std: Sequence[float] | None) -> Tensor:
+    """Model inputs ``(N, C, H, W)`` as displayable ``uint8`` RGB ``(N, 3, H, W)``.
+
+    With the model's normalisation the inputs are mapped back to ``[0, 1]``; without it each image
+    is stretched to its own range.
+    """
+    x = x.detach().float()
+    if mean is not None and std is not None:
+        m = torch.as_tensor(mean, dtype=x.dtype).view(1, -1, 1, 1)
+        s = torch.as_tensor(std, dtype=x.dtype).view(1, -1, 1, 1)
+        x = x * s + m
+    else:
+        lo = x.amin((1, 2, 3), keepdim=True)
+        hi = x.amax((1, 2, 3), keepdim=True)
+        x = (x - lo) / (hi - lo).clamp(min=1e-8)
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    elif x.shape[1] != 3:
+        x = x[:, :3] if x.shape[1] > 3 else x.mean(1, keepdim=True).expand(-1, 3, -1, -1)
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def _area_tag(area: float) -> str:
+    return f"area{area:.4g}"
+
+
+@dataclass(frozen=True)
+class ContourResult:
+    """One contour per (image, area) and everything needed to check or redraw it.
+
+    Shapes use ``N`` images, ``A`` areas, ``K`` harmonics, ``P`` polygon points.
+
+    Attributes:
+        areas: the target area fractions ``(A,)``.
+        variant: ``"preserve"``, ``"delete"`` or ``"dual"``.
+        image_size: ``(H, W)`` of the model input the contours live on.
+        centre: ``(N, A, 2)`` centres, normalised coordinates (see :mod:`extremal_contours.contour`).
+        coeffs: ``(N, A, K, 2)`` harmonics ``(a_k, b_k)``.
+        scale: ``(N, A)`` scales.
+        edge: edge width (px) of ``soft_masks``.
+        masks: ``(N, A, 1, H, W)`` bool, the binary explanation.
+        soft_masks: ``(N, A, 1, H, W)`` float, the soft mask at the final edge width.
+        polygons: ``(N, A, P, 2)`` boundary of the visible region in pixels ``(x, y)``.
+        visible_area: ``(N, A)`` share of the image's pixels inside the binary mask.
+        preserve_score, delete_score: ``(N, A)`` score of the image with only the region kept /
+            with the region perturbed (binary mask), in the score's units.
+        clean_score: ``(N,)`` score of the clean image.
+        classes: ``(N,)`` target classes, or ``None`` for a callable score.
+        class_names: names of the target classes, when known.
+        clean_probability, preserve_probability, delete_probability: the target class's softmax
+            probability on the clean, preserved and deleted images (class targets only).
+        history: ``(N, A, T)`` best soft objective per step.
+        score: the score's name.
+        settings: the explainer's settings.
+        cost: steps, forward+backward and forward-only images, seconds.
+        seed: the seed.
+        versions: library versions.
+        images: ``(N, 3, H, W)`` uint8 pictures of the inputs, or ``None``.
+        names: image names, or ``None``.
+        meta: free-form information about the run (the CLI records the model and the job here).
+    """
+
+    areas: tuple[float, ...]
+    variant: str
+    image_size: tuple[int, int]
+    centre: Tensor
+    coeffs: Tensor
+    scale: Tensor
+    edge: float
+    masks: Tensor
+    soft_masks: Tensor
+    polygons: Tensor
+    visible_area: Tensor
+    preserve_score: Tensor
+    delete_score: Tensor
+    clean_score: Tensor
+    classes: Tensor | None
+    class_names: tuple[str, ...] | None
+    clean_probability: Tensor | None
+    preserve_probability: Tensor | None
+    delete_probability: Tensor | None
+    history: Tensor
+    score: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    cost: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    versions: dict[str, str] = field(default_factory=dict)
+    images: Tensor | None = None
+    names: tuple[str, ...] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    # -- derived ----------------------------------------------------------------------------------
+
+    @property
+    def num_images(self) -> int:
+        return int(self.centre.shape[0])
+
+    @property
+    def preserve_ratio(self) -> Tensor:
+        """``(N, A)`` fidelity of keeping only the region: the class probability on the preserved
+        image over the clean probability (class targets), else the score ratio."""
+        if self.preserve_probability is not None and self.clean_probability is not None:
+            return self.preserve_probability / self.clean_probability[:, None]
+        return self.preserve_score / self.clean_score[:, None]
+
+    @property
+    def delete_drop(self) -> Tensor:
+        """``(N, A)``: ``1 -`` (probability, else score, with the region perturbed) / clean."""
+        if self.delete_probability is not None and self.clean_probability is not None:
+            return 1 - self.delete_probability / self.clean_probability[:, None]
+        return 1 - self.delete_score / self.clean_score[:, None]
+
+    def select(self, index: int) -> ContourResult:
+        """The result of image ``index`` alone (``N = 1``)."""
+        if not -self.num_images <= index < self.num_images:
+            raise IndexError(f"image {index} out of range for {self.num_images} images")
+        sl = slice(index, index + 1 if index != -1 else None)
+        changes: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Tensor) and f.name != "areas":
+                changes[f.name] = value[sl]
+            elif f.name in ("class_names", "names") and value is not None:
+                changes[f.name] = (value[index],)
+        return replace(self, **changes)
+
+    def __getitem__(self, index: int) -> ContourResult:
+        return self.select(index)
+
+    # -- export -----------------------------------------------------------------------------------
+
+    def polygon(self, image: int = 0, area: int = 0) -> np.ndarray:
+        """The boundary ``(P, 2)`` in pixels of one contour."""
+        return self.polygons[image, area].numpy()
+
+    def geojson(self, image: int = 0, area: int | None = None) -> dict[str, Any]:
+        """A GeoJSON FeatureCollection of an image's contours (pixel coordinates, y down)."""
+        areas = range(len(self.areas)) if area is None else [area]
+        features = []
+        for j in areas:
+            ring = self.polygons[image, j].tolist()
+            ring.append(ring[0])
+            features.append(
+                {
+                    "type": "Feature",
+                    "geometry": {"type": "Polygon", "coordinates": [ring]},
+                    "properties": {
+                        "area": self.areas[j],
+                        "visible_area": float(self.visible_area[image, j]),
+                        "preserve_ratio": float(self.preserve_ratio[image, j]),
+                        "coordinates": "pixels, origin top-left, y down",
+                    },
+                }
+            )
+        return {"type": "FeatureCollection", "features": features}
+
+    def svg_path(self, image: int = 0, area: int = 0, digits: int = 2) -> str:
+        """The boundary as an SVG path ``d`` attribute (pixel coordinates)."""
+        points = self.polygons[image, area].tolist()
+        head, *rest = points
+        parts = [f"M {head[0]:.{digits}f} {head[1]:.{digits}f}"]
+        parts += [f"L {x:.{digits}f} {y:.{digits}f}" for x, y in rest]
+        return " ".join(parts) + " Z"
+
+    def record(self, image: int = 0) -> dict[str, Any]:
+        """The JSON record of one image: everything but the pixels."""
+        h, w = self.image_size
+        contours = []
+        for j, a in enumerate(self.areas):
+            centre = self.centre[image, j]
+            entry: dict[str, Any] = {
+                "area": a,
+                "centre": centre.tolist(),
+                "centre_px": C.to_pixels(centre, h, w).tolist(),
+                "harmonics": self.coeffs[image, j].tolist(),
+                "scale": float(self.scale[image, j]),
+                "visible_area": float(self.visible_area[image, j]),
+                "polygon_px": self.polygons[image, j].tolist(),
+                "preserve": {"score": float(self.preserve_score[image, j]), "ratio": float(self.preserve_ratio[image, j])},
+                "delete": {"score": float(self.delete_score[image, j]), "drop": float(self.delete_drop[image, j])},
+                "history": [None if math.isnan(v) else v for v in self.history[image, j].tolist()],
+            }
+            if self.preserve_probability is not None and self.delete_probability is not None:
+                entry["preserve"]["probability"] = float(self.preserve_probability[image, j])
+                entry["delete"]["probability"] = float(self.delete_probability[image, j])
+            contours.append(entry)
+        target: dict[str, Any] = {"score": self.score}
+        if self.classes is not None:
+            target["class"] = int(self.classes[image])
+        if self.class_names is not None:
+            target["name"] = self.class_names[image]
+        clean: dict[str, Any] = {"score": float(self.clean_score[image])}
+        if self.clean_probability is not None:
+            clean["probability"] = float(self.clean_probability[image])
+        return {
+            "format": FORMAT,
+            "image": {"height": h, "width": w, "name": self.names[image] if self.names else None},
+            "coordinates": COORDINATES,
+            "variant": self.variant,
+            "edge_px": self.edge,
+            "target": target,
+            "clean": clean,
+            "contours": contours,
+            "settings": self.settings,
+            "cost": {k: v for k, v in self.cost.items() if not k.endswith("_batches")},
+            "seed": self.seed,
+            "versions": self.versions,
+            "meta": self.meta,
+        }
+
+    # -- files ------------------------------------------------------------------------------------
+
+    def save(self, directory: str | os.PathLike[str], image: Image.Image | Sequence[Image.Image] | None = None) -> Path:
+        """Write the explanation to ``directory`` atomically and return its path.
+
+        With one image the files go into ``directory`` itself; with several, into one sub-folder per
+        image (its name, else its index). ``image`` (one PIL image per input, same aspect ratio as
+        the model input) draws the overlay on the original picture instead of the model's input.
+
+        Files per image: ``explanation.json``, ``input.png``, and per area ``overlay_areaA.png``,
+        ``mask_areaA.png``, plus ``contours.geojson`` with all areas.
+        """
+        target = Path(directory)
+        originals = [image] if isinstance(image, Image.Image) else list(image) if image is not None else None
+        if originals is not None and len(originals) != self.num_images:
+            raise ValueError(f"{len(originals)} pictures for {self.num_images} images")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            for i in range(self.num_images):
+                folder = staging if self.num_images == 1 else staging / _folder_name(self, i)
+                folder.mkdir(exist_ok=True)
+                self._write_image(i, folder, originals[i] if originals else None)
+            _replace_dir(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return target
+
+    def _write_image(self, i: int, folder: Path, original: Image.Image | None) -> None:
+        h, w = self.image_size
+        picture = None
+        if self.images is not None:
+            picture = Image.fromarray(self.images[i].permute(1, 2, 0).numpy())
+            picture.save(folder / "input.png")
+        canvas, factor = picture, 1.0
+        if original is not None:
+            ow, oh = original.size
+            if abs(ow / oh - w / h) > 0.02 * (w / h):
+                raise ValueError(f"the picture is {ow}x{oh}, not the aspect ratio of the {w}x{h} model input")
+            canvas, factor = original, ow / w
+        for j, a in enumerate(self.areas):
+            tag = _area_tag(a)
+            mask_image(self.masks[i, j, 0].numpy()).save(folder / f"mask_{tag}.png")
+            if canvas is not None:
+                draw_overlay(canvas, [self.polygon(i, j) * factor]).save(folder / f"overlay_{tag}.png")
+        (folder / "contours.geojson").write_text(json.dumps(self.geojson(i)))
+        (folder / "explanation.json").write_text(json.dumps(self.record(i), indent=1))
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> ContourResult:
+        """Read a saved explanation (one image, or a folder of them) back; masks are redrawn."""
+        root = Path(directory)
+        if (root / "explanation.json").is_file():
+            records = [root / "explanation.json"]
+        else:
+            records = sorted(root.glob("*/explanation.json"))
+        if not records:
+            raise FileNotFoundError(f"no explanation.json in {root} or its sub-folders")
+        parts = [_from_record(json.loads(p.read_text()), p.parent) for p in records]
+        return parts[0] if len(parts) == 1 else _concat(parts)
+
+
+def _folder_name(result: ContourResult, i: int) -> str:
+    if result.names:
+        stem = Path(result.names[i]).stem
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in stem)
+        if safe and safe not in {Path(n).stem for j, n in enumerate(result.names) if j != i}:
+            return safe
+    return f"{i:04d}"
+
+
+def _replace_dir(staging: Path, target: Path) -> None:
+    """Move ``staging`` to ``target``, replacing an existing folder only once the new one is whole."""
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+        os.replace(staging, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, target)
+
+
+def _from_record(record: dict[str, Any], folder: Path) -> ContourResult:
+    if record.get("format") != FORMAT:
+        raise ValueError(f"{folder}: not an extremal-contours record (format {record.get('format')!r})")
+    h, w = record["image"]["height"], record["image"]["width"]
+    contours = record["contours"]
+    centre = torch.tensor([c["centre"] for c in contours], dtype=torch.float32)
+    coeffs = torch.tensor([c["harmonics"] for c in contours], dtype=torch.float32).reshape(len(contours), -1, 2)
+    scale = torch.tensor([c["scale"] for c in contours], dtype=torch.float32)
+    edge = float(record["edge_px"])
+    masks = C.rasterize(centre, coeffs, scale, h, w, edge=None)
+    soft = C.rasterize(centre, coeffs, scale, h, w, edge=edge)
+    target, clean = record["target"], record["clean"]
+    has_prob = "probability" in clean
+    images = None
+    if (folder / "input.png").is_file():
+        with Image.open(folder / "input.png") as im:
+            images = torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1)[None]
+    history = torch.tensor([[math.nan if v is None else v for v in c["history"]] for c in contours], dtype=torch.float32)
+    return ContourResult(
+        areas=tuple(c["area"] for c in contours),
+        variant=record["variant"],
+        image_size=(h, w),
+        centre=centre[None],
+        coeffs=coeffs[None],
+        scale=scale[None],
+        edge=edge,
+        masks=masks[None],
+        soft_masks=soft[None],
+        polygons=torch.tensor([c["polygon_px"] for c in contours], dtype=torch.float32)[None],
+        visible_area=torch.tensor([[c["visible_area"] for c in contours]]),
+        preserve_score=torch.tensor([[c["preserve"]["score"] for c in contours]]),
+        delete_score=torch.tensor([[c["delete"]["score"] for c in contours]]),
+        clean_score=torch.tensor([clean["score"]]),
+        classes=torch.tensor([target["class"]]) if "class" in target else None,
+        class_names=(target["name"],) if "name" in target else None,
+        clean_probability=torch.tensor([clean["probability"]]) if has_prob else None,
+        preserve_probability=torch.tensor([[c["preserve"]["probability"] for c in contours]]) if has_prob else None,
+        delete_probability=torch.tensor([[c["delete"]["probability"] for c in contours]]) if has_prob else None,
+        history=history[None],
+        score=target["score"],
+        settings=record["settings"],
+        cost=record.get("cost", {}),
+        seed=record["seed"],
+        versions=record["versions"],
+        images=images,
+        names=(record["image"]["name"],) if record["image"].get("name") else None,
+        meta=record.get("meta", {}),
+    )
+
+
+def _concat(parts: list[ContourResult]) -> ContourResult:
+    first = parts[0]
+    changes: dict[str, Any] = {}
+    for f in fields(first):
+        values = [getattr(p, f.name) for p in parts]
+        if isinstance(values[0], Tensor):
+            changes[f.name] = torch.cat(values)
+        elif f.name in ("class_names", "names"):
+            changes[f.name] = tuple(v[0] for v in values) if all(v is not None for v in values) else None
+        elif f.name in ("classes", "clean_probability", "preserve_probability", "delete_probability", "images"):
+            changes[f.name] = None
+    return replace(first, **changes)

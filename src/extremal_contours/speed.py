@@ -1,0 +1,126 @@
+"""How far the explainer is from its floor, the model's own passes.
+
+``measure_overhead`` runs ``attribute`` and then, side by side, times the model alone on exactly the
+batches the run used: a forward+backward (gradient to the input) for every optimisation batch and a
+forward for every evaluation batch (start scan, binary checks, final scores). The ratio of the two
+wall times is the overhead of everything that is not the model: rasterising contours, perturbing,
+the area solve, Adam, bookkeeping.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .explainer import ExtremalContour
+
+__all__ = ["OverheadReport", "measure_overhead", "time_passes"]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_passes(model: torch.nn.Module, x: Tensor, batch: int, backward: bool, repeats: int = 3) -> float:
+    """Median seconds of one forward (+ backward to the input) of ``batch`` copies of ``x[:1]``."""
+    device = x.device
+    inp = x[:1].expand(batch, -1, -1, -1).clone()
+    times = []
+    for _ in range(repeats + 1):  # the first run warms up
+        _sync(device)
+        start = time.perf_counter()
+        if backward:
+            leaf = inp.clone().requires_grad_()
+            out = model(leaf)
+            torch.autograd.grad(out[:, 0].sum(), [leaf])
+        else:
+            with torch.no_grad():
+                model(inp)
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[1:])
+
+
+@dataclass(frozen=True)
+class OverheadReport:
+    """Wall time of ``attribute`` against the model's own time for the same batches, per repeat."""
+
+    wall: list[float]
+    model_time: list[float]
+    step_time: list[float]
+    steps: int
+    forward_backward: int
+    forward: int
+    device: str
+    settings: dict
+
+    @property
+    def ratio(self) -> float:
+        """Median of wall / (time of every model pass of the run: forward+backward and forward-only)."""
+        return statistics.median(w / m for w, m in zip(self.wall, self.model_time))
+
+    @property
+    def step_ratio(self) -> float:
+        """Median of wall / (time of the forward+backward steps alone): forward-only passes count as overhead."""
+        return statistics.median(w / s for w, s in zip(self.wall, self.step_time))
+
+    def text(self) -> str:
+        return "\n".join(
+            [
+                f"device: {self.device}",
+                f"steps: {self.steps}; images through forward+backward: {self.forward_backward}; forward only: {self.forward}",
+                f"attribute wall time (s): {', '.join(f'{w:.2f}' for w in self.wall)}",
+                f"model time, all passes (s): {', '.join(f'{m:.2f}' for m in self.model_time)}",
+                f"model time, forward+backward steps only (s): {', '.join(f'{s:.2f}' for s in self.step_time)}",
+                f"overhead ratio (wall / all model passes): {self.ratio:.3f}",
+                f"overhead ratio (wall / forward+backward steps only): {self.step_ratio:.3f}",
+            ]
+        )
+
+
+def measure_overhead(
+    explainer: ExtremalContour, x: Tensor, *, repeats: int = 3, areas: tuple[float, ...] = (0.1,), target: int | None = None
+) -> OverheadReport:
+    """Run ``attribute`` ``repeats`` times, each followed by the model alone on the same batches."""
+    model = explainer.model
+    device = next(iter(model.parameters())).device if isinstance(model, torch.nn.Module) else x.device
+    x = x.to(device)
+    explainer.attribute(x, target, areas=areas)  # warm-up
+    wall, model_time, step_time = [], [], []
+    result = None
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        result = explainer.attribute(x, target, areas=areas)
+        _sync(device)
+        wall.append(time.perf_counter() - start)
+        steps = Counter(result.cost["step_batches"])
+        evals = Counter(result.cost["eval_batches"])
+        was_training = [m.training for m in model.modules()] if isinstance(model, torch.nn.Module) else []
+        if isinstance(model, torch.nn.Module):
+            model.eval()
+        try:
+            fb = sum(n * time_passes(model, x, b, True) for b, n in steps.items())
+            f = sum(n * time_passes(model, x, b, False) for b, n in evals.items())
+        finally:
+            for m, flag in zip(model.modules() if isinstance(model, torch.nn.Module) else [], was_training):
+                m.training = flag
+        step_time.append(fb)
+        model_time.append(fb + f)
+    assert result is not None
+    return OverheadReport(
+        wall=wall,
+        model_time=model_time,
+        step_time=step_time,
+        steps=result.cost["steps"],
+        forward_backward=result.cost["forward_backward"],
+        forward=result.cost["forward"],
+        device=str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else f" ({torch.get_num_threads()} threads)"),
+        settings=explainer.settings(),
+    )

@@ -1,0 +1,75 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from extremal_contours import sample_image_path
+from extremal_contours.cli import main
+
+QUICK = ["--iterations", "8", "--starts", "2", "--quiet", "--device", "cpu"]
+
+
+def test_usage_errors_exit_2_with_one_line(capsys, tmp_path):
+    assert main(["explain", str(tmp_path / "missing-folder"), "--out", str(tmp_path / "o"), *QUICK]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: no pictures found")
+    assert main(["explain", sample_image_path(), "--model", "resnet50", *QUICK]) == 2
+    assert "--weights PATH" in capsys.readouterr().err
+    assert main(["explain", sample_image_path(), "--device", "tpu", *QUICK]) == 2
+    assert "unknown device" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["explain", "--variant", "keep"])
+    assert exc.value.code == 2
+
+
+@pytest.mark.real
+def test_explain_folder_skips_bad_files_and_resumes(tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(sample_image_path(), folder / "cat.jpg")
+    Image.open(sample_image_path()).convert("L").save(folder / "grey.png")
+    (folder / "broken.jpg").write_bytes(Image.open(sample_image_path()).tobytes()[:100])
+    out = tmp_path / "out"
+    code = main(["explain", str(folder), "--out", str(out), "--target", "Egyptian cat", *QUICK])
+    captured = capsys.readouterr()
+    assert code == 1  # one failure, reported, the others done
+    assert "error:" in captured.err and "broken.jpg" in captured.err
+    assert "grey.png: note: grayscale converted to RGB" in captured.err
+    assert {p.name for p in out.iterdir()} == {"cat", "grey"}
+    lines = [line for line in captured.out.splitlines() if line.startswith("cat.jpg")]
+    assert lines and "Egyptian cat (285)" in lines[0] and "area 0.10 preserve" in lines[0]
+    record = json.loads((out / "cat" / "explanation.json").read_text())
+    assert record["meta"]["job"]["model"] == "efficientnet_lite0"
+    assert (out / "cat" / "overlay_area0.1.png").is_file()
+    with Image.open(out / "cat" / "overlay_area0.1.png") as im:
+        assert im.size == Image.open(sample_image_path()).size  # drawn on the original picture
+
+    # A re-run skips what is done; a different setting redoes it.
+    stamp = (out / "cat" / "explanation.json").stat().st_mtime_ns
+    code = main(["explain", str(folder / "cat.jpg"), "--out", str(out), "--target", "285", *QUICK])
+    assert code == 0 and "already done" in capsys.readouterr().err
+    assert (out / "cat" / "explanation.json").stat().st_mtime_ns == stamp
+    main(["explain", str(folder / "cat.jpg"), "--out", str(out), "--target", "285", "--seed", "1", *QUICK])
+    assert (out / "cat" / "explanation.json").stat().st_mtime_ns != stamp
+
+
+@pytest.mark.real
+def test_bad_target_names(capsys):
+    assert main(["explain", sample_image_path(), "--target", "catt", *QUICK]) == 2
+    assert "not a class name" in capsys.readouterr().err
+    assert main(["explain", sample_image_path(), "--target", "1000", *QUICK]) == 2
+    assert "outside the model's 1000 classes" in capsys.readouterr().err
+
+
+@pytest.mark.real
+def test_sample_default_and_several_areas(tmp_path, capsys):
+    code = main(["explain", "--out", str(tmp_path), "--area", "0.05", "0.2", *QUICK])
+    assert code == 0
+    record = json.loads((tmp_path / "chelsea" / "explanation.json").read_text())
+    assert [c["area"] for c in record["contours"]] == [0.05, 0.2]
+    for c in record["contours"]:
+        assert abs(c["visible_area"] - c["area"]) < 0.01
+    mask = np.array(Image.open(tmp_path / "chelsea" / "mask_area0.2.png")) > 0
+    assert abs(mask.mean() - 0.2) < 0.01

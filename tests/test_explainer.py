@@ -1,0 +1,254 @@
+import pytest
+import torch
+from torch import nn
+
+from conftest import BrightSpot, TinyNet, disc_image
+from extremal_contours import ExtremalContour
+from extremal_contours import contour as C
+from extremal_contours.perturbation import Perturbation
+
+FAST = {"iterations": 8, "starts": 2, "scan": 2, "batch_size": 16, "progress": False}
+
+
+def _iou(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a & b).sum() / (a | b).sum()).item()
+
+
+def test_shapes_and_exact_area(tiny, images):
+    result = ExtremalContour(tiny, harmonics=4, **FAST).attribute(images, target=[1, 3], areas=(0.05, 0.2))
+    n, a = 2, 2
+    assert result.masks.shape == (n, a, 1, 40, 48) and result.masks.dtype == torch.bool
+    assert result.soft_masks.shape == (n, a, 1, 40, 48)
+    assert result.centre.shape == (n, a, 2)
+    assert result.coeffs.shape == (n, a, 4, 2)
+    assert result.scale.shape == (n, a)
+    assert result.polygons.shape[:2] == (n, a) and result.polygons.shape[-1] == 2
+    assert result.history.shape == (n, a, 8)
+    assert result.classes.tolist() == [1, 3]
+    visible = result.masks.float().mean((2, 3, 4))
+    target = torch.tensor([[0.05, 0.2], [0.05, 0.2]])
+    assert (visible - target).abs().max() < 0.01
+    torch.testing.assert_close(result.visible_area, visible)
+
+
+def test_finds_the_planted_region():
+    x, disc = disc_image()
+    area = disc.float().mean().item()
+    explainer = ExtremalContour(BrightSpot(), iterations=40, starts=2, scan=3, perturbation_options={"max_sigma": 6.0}, progress=False)
+    result = explainer.attribute(x, target=0, areas=(area,))
+    assert _iou(result.masks[0, 0, 0], disc) > 0.8
+    # Keeping only the disc keeps the evidence.
+    assert result.preserve_ratio[0, 0] > 0.8
+
+
+def test_delete_variant_removes_the_planted_region():
+    x, disc = disc_image(centre=(20, 40))
+    area = disc.float().mean().item()
+    # Filling with the background colour removes the disc entirely (a blur would leave its core).
+    explainer = ExtremalContour(
+        BrightSpot(), iterations=40, starts=2, scan=3, perturbation="constant", perturbation_options={"fill": 0.3}, progress=False
+    )
+    result = explainer.attribute(x, target=0, areas=(area,), variant="delete")
+    assert _iou(result.masks[0, 0, 0], disc) > 0.7
+    assert result.delete_drop[0, 0] > 0.6
+
+
+def test_result_is_at_least_the_best_scanned_disc():
+    # The scan's discs are candidates: the answer never scores below the best of them.
+    torch.manual_seed(0)
+    model = TinyNet(seed=3).eval()
+    x = torch.rand(1, 3, 40, 40, generator=torch.Generator().manual_seed(1))
+    explainer = ExtremalContour(model, iterations=6, starts=2, scan=3, progress=False)
+    result = explainer.attribute(x, target=2, areas=(0.15,))
+    w, h = C.image_extent(40, 40)
+    ticks = (torch.arange(3) + 0.5) / 3 - 0.5
+    gy, gx = torch.meshgrid(ticks * h, ticks * w, indexing="ij")
+    centres = torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)
+    coeffs = torch.zeros(9, 8, 2)
+    scale = C.scale_for_area(coeffs, 0.15, centres, (w, h))
+    masks = C.rasterize(centres, coeffs, scale, 40, 40, edge=None).float()
+    with torch.no_grad():
+        discs = model(Perturbation(x)(masks, torch.zeros(9, dtype=torch.long)))[:, 2]
+    assert result.preserve_score[0, 0] >= discs.max() - 1e-5
+
+
+def test_same_seed_same_result_and_seeds_differ(tiny, images):
+    explainer = ExtremalContour(tiny, **FAST)
+    a = explainer.attribute(images, target=0, seed=3)
+    b = explainer.attribute(images, target=0, seed=3)
+    c = explainer.attribute(images, target=0, seed=4)
+    assert torch.equal(a.masks, b.masks)
+    assert torch.equal(a.centre, b.centre) and torch.equal(a.coeffs, b.coeffs)
+    assert torch.equal(a.history, b.history, )
+    assert not torch.equal(a.history, c.history)
+
+
+def test_one_batch_per_step_and_memory_bound(tiny, images):
+    calls = []
+    model = tiny
+
+    def counting(x):
+        calls.append(x.shape[0])
+        return model(x)
+
+    ExtremalContour(counting, iterations=8, starts=4, scan=2, batch_size=64, progress=False).attribute(images, areas=(0.1, 0.2))
+    # 2 images x 2 areas x 4 starts = 16 rows fit in one batch per step.
+    assert max(calls) == 16
+    calls.clear()
+    ExtremalContour(counting, iterations=8, starts=4, scan=2, batch_size=5, progress=False).attribute(images, areas=(0.1, 0.2))
+    assert max(calls) <= 5
+
+
+def test_dual_and_delete_run(tiny, images):
+    for variant in ("delete", "dual"):
+        result = ExtremalContour(tiny, **FAST).attribute(images, target=1, variant=variant)
+        assert result.variant == variant
+        assert torch.isfinite(result.preserve_score).all() and torch.isfinite(result.delete_score).all()
+
+
+def test_model_is_left_exactly_as_given():
+    model = TinyNet()
+    model.train()
+    model.features[0].weight.requires_grad_(False)
+    model.features[1].eval()  # a mixed mode: must come back mixed
+    hooks_before = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    flags = [m.training for m in model.modules()]
+    grads = [p.requires_grad for p in model.parameters()]
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    ExtremalContour(model, **FAST).attribute(x, target=1)
+    assert [m.training for m in model.modules()] == flags
+    assert [p.requires_grad for p in model.parameters()] == grads
+    assert all(p.grad is None for p in model.parameters())
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, state[k]), k  # batch-norm statistics untouched too
+    hooks_after = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
+    assert hooks_after == hooks_before
+    assert next(model.parameters()).dtype == torch.float32 and next(model.parameters()).device.type == "cpu"
+
+
+def test_model_in_float64_gets_float64_inputs(images):
+    model = TinyNet().double().eval()
+    result = ExtremalContour(model, **FAST).attribute(images, target=0)
+    assert next(model.parameters()).dtype == torch.float64
+    assert torch.isfinite(result.preserve_score).all()
+
+
+def test_callable_target_and_embedding_similarity(images):
+    torch.manual_seed(0)
+    backbone = nn.Sequential(nn.Conv2d(3, 6, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten())
+    from extremal_contours.targets import similarity
+
+    result = ExtremalContour(backbone, **FAST).attribute(images, target=similarity)
+    assert result.classes is None and result.clean_probability is None
+    torch.testing.assert_close(result.clean_score, torch.ones(2))
+    assert (result.preserve_ratio <= 1.0001).all()
+    # A one-argument callable works too.
+    result = ExtremalContour(backbone, **FAST).attribute(images, target=lambda out: out[:, 0])
+    assert result.score == "<lambda>"
+
+
+@pytest.mark.parametrize("score", ["probability", "log_probability", "contrastive"])
+def test_built_in_scores(tiny, images, score):
+    result = ExtremalContour(tiny, score=score, **FAST).attribute(images, target=2)
+    assert result.score == score
+    assert torch.isfinite(result.preserve_score).all()
+
+
+def test_default_target_is_the_predicted_class(tiny, images):
+    with torch.no_grad():
+        predicted = tiny(images).argmax(1)
+    result = ExtremalContour(tiny, **FAST).attribute(images)
+    assert torch.equal(result.classes, predicted)
+
+
+# -- bad input: one clear line each ----------------------------------------------------------------
+
+
+def _one_line(exc: pytest.ExceptionInfo) -> str:
+    text = str(exc.value)
+    assert "\n" not in text
+    return text
+
+
+def test_target_outside_the_classes(tiny, images):
+    with pytest.raises(ValueError) as exc:
+        ExtremalContour(tiny, **FAST).attribute(images, target=7)
+    assert "outside the model's 5 classes" in _one_line(exc)
+    with pytest.raises(ValueError, match="2 images"):
+        ExtremalContour(tiny, **FAST).attribute(images, target=[0, 1, 2])
+    with pytest.raises(TypeError, match="integers"):
+        ExtremalContour(tiny, **FAST).attribute(images, target=1.5)
+
+
+def test_nan_input(tiny, images):
+    images[1, 0, 3, 3] = float("nan")
+    with pytest.raises(ValueError) as exc:
+        ExtremalContour(tiny, **FAST).attribute(images)
+    assert "NaN" in _one_line(exc) and "[1]" in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("x", "message"),
+    [
+        (torch.rand(3, 40, 40), "one image"),
+        (torch.rand(1, 3, 8, 40), "too small"),
+        (torch.randint(0, 255, (1, 3, 40, 40)), "floating-point"),
+        ([[1.0]], "tensor"),
+    ],
+)
+def test_bad_tensors(tiny, x, message):
+    with pytest.raises((ValueError, TypeError)) as exc:
+        ExtremalContour(tiny, **FAST).attribute(x)
+    assert message in _one_line(exc)
+
+
+def test_wrong_channels_is_one_line(tiny):
+    with pytest.raises(ValueError) as exc:
+        ExtremalContour(tiny, **FAST).attribute(torch.rand(1, 1, 40, 40))
+    assert "model failed on input of shape (1, 1, 40, 40)" in _one_line(exc)
+
+
+@pytest.mark.parametrize(
+    ("wrapper", "message"),
+    [
+        (lambda m: (lambda x: (m(x), m(x))), "tuple"),
+        (lambda m: (lambda x: {"logits": m(x)}), "dict"),
+        (lambda m: (lambda x: m(x)[0]), "shape"),
+        (lambda m: (lambda x: m(x) * float("nan")), "NaN"),
+    ],
+)
+def test_models_with_awkward_outputs(tiny, images, wrapper, message):
+    with pytest.raises((TypeError, ValueError)) as exc:
+        ExtremalContour(wrapper(tiny), **FAST).attribute(images)
+    assert message in _one_line(exc)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"areas": (0.0,)}, "fractions"),
+        ({"areas": (1.2,)}, "fractions"),
+        ({"variant": "keep"}, "unknown variant"),
+        ({"names": ["a"]}, "1 names for 2 images"),
+    ],
+)
+def test_bad_call_arguments(tiny, images, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ExtremalContour(tiny, **FAST).attribute(images, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"starts": 0}, "starts"),
+        ({"iterations": 2, "starts": 8, "scan": 3}, "too few"),
+        ({"scan": 2, "starts": 5}, "cannot place"),
+        ({"perturbation": "noise"}, "unknown perturbation"),
+        ({"score": "margin"}, "unknown score"),
+        ({"edge": (0.0, 1.0)}, "edge"),
+    ],
+)
+def test_bad_settings(tiny, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ExtremalContour(tiny, **{**FAST, **kwargs})

@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from extremal_contours import images as I
+
+
+def _save(tmp_path, name, image, **kw):
+    path = tmp_path / name
+    image.save(path, **kw)
+    return path
+
+
+def test_rgb_reads_plainly(tmp_path):
+    path = _save(tmp_path, "a.png", Image.new("RGB", (64, 48), (10, 20, 30)))
+    image, note = I.load_image(path)
+    assert image.mode == "RGB" and image.size == (64, 48) and note is None
+
+
+def test_grayscale_is_converted_and_said(tmp_path):
+    path = _save(tmp_path, "g.jpg", Image.new("L", (64, 48), 100))
+    image, note = I.load_image(path)
+    assert image.mode == "RGB" and "grayscale" in note
+    assert np.abs(np.array(image).astype(int) - 100).max() <= 1
+
+
+def test_rgba_is_composited_on_white(tmp_path):
+    rgba = Image.new("RGBA", (64, 48), (0, 0, 0, 0))
+    path = _save(tmp_path, "t.png", rgba)
+    image, note = I.load_image(path)
+    assert "transparency" in note
+    assert np.array(image).min() == 255  # fully transparent black -> white
+
+
+def test_sixteen_bit_is_scaled_not_clipped(tmp_path):
+    values = np.full((48, 64), 32768, dtype=np.uint16)
+    values[:, :32] = 65535
+    path = _save(tmp_path, "d.png", Image.fromarray(values))
+    image, note = I.load_image(path)
+    assert "16-bit" in note
+    pixels = np.array(image)[..., 0]
+    assert pixels[0, 0] == 255 and abs(int(pixels[0, 40]) - 128) <= 1  # half range stays half
+
+
+def test_truncated_file(tmp_path):
+    good = _save(tmp_path, "full.jpg", Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)))
+    data = good.read_bytes()
+    bad = tmp_path / "cut.jpg"
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(I.ImageError) as exc:
+        I.load_image(bad)
+    assert "truncated" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_not_an_image_and_missing(tmp_path):
+    junk = tmp_path / "notes.jpg"
+    junk.write_text("hello")
+    with pytest.raises(I.ImageError, match="not a picture"):
+        I.load_image(junk)
+    with pytest.raises(I.ImageError, match="not found"):
+        I.load_image(tmp_path / "nope.png")
+    with pytest.raises(I.ImageError, match="folder"):
+        I.load_image(tmp_path)
+
+
+def test_tiny_and_huge(tmp_path, monkeypatch):
+    tiny = _save(tmp_path, "tiny.png", Image.new("RGB", (20, 200)))
+    with pytest.raises(I.ImageError, match="20x200 px"):
+        I.load_image(tiny)
+    monkeypatch.setattr(I, "MAX_PIXELS", 1000)
+    big = _save(tmp_path, "big.png", Image.new("RGB", (40, 40)))
+    with pytest.raises(I.ImageError, match="downscale"):
+        I.load_image(big)
+
+
+def test_find_images_expands_folders_sorted(tmp_path):
+    (tmp_path / "sub").mkdir()
+    for name in ("b.jpg", "a.png", "sub/c.JPEG", "readme.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    found = I.find_images([tmp_path])
+    assert [p.name for p in found] == ["a.png", "b.jpg", "c.JPEG"]
