@@ -156,6 +156,9 @@ class ExtremalContour:
         progressive: float = 0.0,
         straight_through: bool = False,
         optimizer: str = "adam",
+        smooth: float | None = None,
+        shift: int = 0,
+        select: str = "binary",
         momentum: float = 0.8,
         spectral: float = 1e-3,
         edge: tuple[float, float] = (8.0, 1.0),
@@ -197,6 +200,9 @@ class ExtremalContour:
         self.progressive = progressive
         self.straight_through = straight_through
         self.optimizer = optimizer
+        self.smooth = smooth
+        self.shift = shift
+        self.select = select
         self.momentum = momentum
         self.spectral = spectral
         self.edge = (float(edge[0]), float(edge[1]))
@@ -230,6 +236,9 @@ class ExtremalContour:
             "progressive": self.progressive,
             "straight_through": self.straight_through,
             "optimizer": self.optimizer,
+            "smooth": self.smooth,
+            "shift": self.shift,
+            "select": self.select,
             "momentum": self.momentum,
             "spectral": self.spectral,
             "edge": list(self.edge),
@@ -380,7 +389,7 @@ class ExtremalContour:
 
         copies = 2 if variant == "dual" else 1
 
-        def objective(rows: _Rows, masks: Tensor, flip: Tensor | None) -> tuple[Tensor, Tensor]:
+        def objective(rows: _Rows, masks: Tensor, flip: Tensor | None, shifts: Tensor | None = None) -> tuple[Tensor, Tensor]:
             """(objective to maximise, score of the first copy) for masks (R, 1, H, W)."""
             masks = masks.to(dtype)
             parts = []
@@ -392,6 +401,8 @@ class ExtremalContour:
             if flip is not None:
                 flip2 = flip.repeat(len(parts))[:, None, None, None]
                 batch = torch.where(flip2, batch.flip(-1), batch)
+            if shifts is not None:
+                batch = _translate(batch, shifts.repeat(len(parts), 1))
             out = self._run(batch)
             image2 = rows.image.repeat(len(parts))
             cls = classes[image2] if classes is not None else None
@@ -410,7 +421,7 @@ class ExtremalContour:
                 for sl in self._chunks(rows.image.shape[0], copies):
                     part = rows.take(sl)
                     scale = C.scale_for_area(coeffs[sl], part.area, centre[sl], extent)
-                    masks = C.rasterize(centre[sl], coeffs[sl], scale, height, width, edge=None)
+                    masks = C.rasterize(centre[sl], coeffs[sl], scale, height, width, edge=self.smooth)
                     value, _ = objective(part, masks, None)
                     cost["eval_batches"].append(value.shape[0] * copies)
                     values.append(value)
@@ -468,13 +479,16 @@ class ExtremalContour:
         try:
             for phase, (length, keep) in enumerate(self.phases):
                 if phase > 0:
-                    if self.optimizer == "trust":
+                    if self.select == "ema":
+                        value = ema
+                    elif self.optimizer == "trust":
                         value = trust["f"]  # each row's best binary objective so far
                     else:
                         value = evaluate(rows, centre.detach(), raw.detach() * precond)
                         remember(value, rows, centre.detach(), raw.detach() * precond)
                     chosen = _top_per_group(value, rows.group, groups, keep)
                     trust = {key: v[chosen] for key, v in trust.items()}
+                    ema = ema[chosen]
                     rows = rows.take(chosen)
                     centre = centre.detach()[chosen].requires_grad_()
                     raw = raw.detach()[chosen].requires_grad_()
@@ -482,6 +496,7 @@ class ExtremalContour:
                     velocity = velocity[chosen]
                 else:
                     velocity = torch.zeros(centre.shape[0], 2 + 2 * self.harmonics, device=device)
+                    ema = None
                     trust = {
                         "c": centre.detach().clone(),
                         "raw": raw.detach().clone(),
@@ -495,7 +510,7 @@ class ExtremalContour:
                     )
                 for _ in range(length):
                     fraction = step / max(1, self.iterations - 1)
-                    edge = edge0 * (edge1 / edge0) ** fraction
+                    edge = edge0 * (edge1 / edge0) ** fraction if self.smooth is None else self.smooth
                     factor = self.lr_end + (1 - self.lr_end) * 0.5 * (1 + math.cos(math.pi * fraction))
                     for group, base in zip(optimiser.param_groups, (self.centre_lr, self.lr)):
                         group["lr"] = base * factor
@@ -513,7 +528,10 @@ class ExtremalContour:
                                 # The model sees the binary mask; the gradient is the soft mask's.
                                 masks = (masks > 0.5).to(masks.dtype) + masks - masks.detach()
                             flip = (part.flip ^ bool(step % 2)) if self.jitter else None
-                            value, _ = objective(part, masks, flip)
+                            shifts = None
+                            if self.shift:
+                                shifts = torch.randint(-self.shift, self.shift + 1, (part.image.shape[0], 2), generator=generator).to(device)
+                            value, _ = objective(part, masks, flip, shifts)
                             loss = -(value / norm[part.image]).sum()
                             if self.spectral:
                                 loss = loss + self.spectral * ((k_leaf * k_leaf).sum(-1) * weights).sum()
@@ -528,7 +546,7 @@ class ExtremalContour:
                         active = math.floor((self.harmonics + 1) * fraction / self.progressive)
                         grads_k[:, active:] = 0
                     centre.grad, raw.grad = grads_c, grads_k
-                    if self.straight_through:  # this step's values are binary scores: candidates for free
+                    if self.straight_through or self.smooth is not None:  # this step's values are candidates' scores, for free
                         remember(torch.cat(seen), rows, centre.detach().clone(), raw.detach() * precond)
                     if self.optimizer == "adam":
                         optimiser.step()
@@ -539,6 +557,7 @@ class ExtremalContour:
                     with torch.no_grad():
                         centre.copy_(torch.maximum(torch.minimum(centre, bound), -bound))
                     soft_value = torch.cat(soft)
+                    ema = soft_value / norm[rows.image] if ema is None else 0.7 * ema + 0.3 * soft_value / norm[rows.image]
                     history[:, step] = (
                         torch.full((groups,), -math.inf, device=device)
                         .scatter_reduce(0, rows.group, soft_value, "amax")
@@ -548,8 +567,12 @@ class ExtremalContour:
                         remember(evaluate(rows, centre.detach(), raw.detach() * precond), rows, centre.detach(), raw.detach() * precond)
                     step += 1
                     bar.update(1)
-            value = evaluate(rows, centre.detach(), raw.detach() * precond)
-            remember(value, rows, centre.detach(), raw.detach() * precond)
+            if self.select == "ema":
+                chosen = _top_per_group(ema, rows.group, groups, 1)
+                best_centre, best_coeffs = centre.detach()[chosen], (raw.detach() * precond)[chosen]
+            else:
+                value = evaluate(rows, centre.detach(), raw.detach() * precond)
+                remember(value, rows, centre.detach(), raw.detach() * precond)
         finally:
             bar.close()
 
@@ -758,6 +781,15 @@ def _top_per_group(value: Tensor, group: Tensor, groups: int, keep: int) -> Tens
     top = value.view(groups, per).topk(min(keep, per), dim=1).indices
     offset = torch.arange(groups, device=value.device)[:, None] * per
     return (top + offset).reshape(-1).sort().values
+
+
+def _translate(batch: Tensor, shifts: Tensor) -> Tensor:
+    """Shift each image ``(B, C, H, W)`` by ``shifts (B, 2)`` whole pixels ``(dx, dy)``, repeating the border."""
+    b, c, h, w = batch.shape
+    ys = (torch.arange(h, device=batch.device)[None, :] - shifts[:, 1:2]).clamp(0, h - 1)  # (B, H)
+    xs = (torch.arange(w, device=batch.device)[None, :] - shifts[:, 0:1]).clamp(0, w - 1)  # (B, W)
+    index = (ys[:, :, None] * w + xs[:, None, :]).reshape(b, 1, h * w).expand(b, c, h * w)
+    return batch.reshape(b, c, h * w).gather(2, index).view(b, c, h, w)
 
 
 def _carry_adam(old: torch.optim.Adam, params: list[Tensor], keep: Tensor) -> torch.optim.Adam:

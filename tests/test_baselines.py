@@ -1,0 +1,113 @@
+import pytest
+import torch
+from conftest import BrightSpot, TinyNet, disc_image, shared_images
+from torch import nn
+
+from extremal_contours.baselines import ExtremalPerturbation, get_explainer, gradcam_layer, list_explainers
+from extremal_contours.baselines.extremal_perturbation import smooth_max_upsample
+from extremal_contours.baselines.rise import rise_masks
+
+FAST = {
+    "contour": {"iterations": 4, "starts": 1, "scan": 2},
+    "extremal_perturbation": {"iterations": 6},
+    "rise": {"count": 64},
+    "occlusion": {"window": 16, "stride": 8},
+    "integrated_gradients": {"steps": 8},
+}
+
+
+def test_list_names_every_method():
+    assert set(list_explainers()) == {
+        "contour", "extremal_perturbation", "gradcam", "integrated_gradients", "saliency", "occlusion", "rise"
+    }  # fmt: skip
+    with pytest.raises(ValueError, match="unknown method"):
+        get_explainer("lime", TinyNet())
+
+
+@pytest.mark.parametrize("name", list_explainers())
+def test_every_method_shapes_determinism_and_untouched_model(name):
+    model = TinyNet(seed=1)
+    model.train()
+    flags = [m.training for m in model.modules()]
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.rand(2, 3, 40, 48, generator=torch.Generator().manual_seed(0))
+    explainer = get_explainer(name, model, **FAST.get(name, {}))
+    a = explainer.attribute(x, target=[1, 3])
+    b = explainer.attribute(x, target=[1, 3])
+    assert a.maps.shape == (2, 1, 40, 48) and a.maps.dtype == torch.float32
+    assert torch.isfinite(a.maps).all()
+    assert torch.equal(a.maps, b.maps)
+    assert a.classes.tolist() == [1, 3]
+    if explainer.uses_masks:
+        assert a.masks.shape == (2, 1, 1, 40, 48) and a.masks.dtype == torch.bool
+    assert [m.training for m in model.modules()] == flags
+    assert all(p.grad is None for p in model.parameters())
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, state[k])
+
+
+def test_rise_seed_changes_masks_and_masks_are_smooth():
+    g0, g1 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)
+    a, b = rise_masks(8, 40, 48, generator=g0), rise_masks(8, 40, 48, generator=g1)
+    assert a.shape == (8, 1, 40, 48) and not torch.equal(a, b)
+    assert ((a > 0.01) & (a < 0.99)).any()  # bilinear, not blocky
+
+
+def test_rise_and_occlusion_find_the_planted_spot():
+    x, disc = disc_image()
+    for name, options in (("rise", {"count": 400}), ("occlusion", {"window": 12, "stride": 6})):
+        maps = get_explainer(name, BrightSpot(), **options).attribute(x, target=0).maps[0, 0]
+        assert disc.flatten()[maps.flatten().argmax()], name  # the peak is on the spot
+        assert maps[disc].mean() > maps[~disc].mean() + 0.3 * (maps.max() - maps.min()), name
+
+
+def test_gradcam_layer_choice():
+    from torchvision.models import resnet18
+
+    assert gradcam_layer(resnet18())[0] == "layer4"
+    assert gradcam_layer(TinyNet())[0] == "features"
+    with pytest.raises(ValueError, match="layer="):
+        gradcam_layer(nn.Sequential(nn.Flatten(), nn.Linear(12, 3)))
+    with pytest.raises(ValueError, match="no layer named"):
+        get_explainer("gradcam", TinyNet(), layer="nope").attribute(torch.rand(1, 3, 32, 32))
+
+
+def test_smooth_max_mask_is_flat_inside_and_smooth_at_the_border():
+    params = torch.zeros(1, 1, 32, 32)
+    params[..., 10:15, 10:15] = 1
+    mask = smooth_max_upsample(params, 7, 21.0, 224, 224, 0.05)[0, 0]
+    assert mask.max() <= 1 and mask.min() >= 0
+    assert mask[87, 87] > 0.95  # inside the block
+    assert mask[87, 160] < 0.05  # far away
+    row = mask[87, 112:160]  # beyond the block's last grid point (a 1% ripple on the plateau)
+    assert (row[1:] <= row[:-1] + 1e-3).all()  # falls off monotonically
+
+
+def test_dense_ep_counts_area_inside_the_image_only():
+    model = TinyNet(seed=2).eval()
+    x = torch.rand(1, 3, 48, 48, generator=torch.Generator().manual_seed(0))
+    result = ExtremalPerturbation(model, iterations=120, progress=False).attribute(x, target=0, areas=(0.2,))
+    assert abs(result.visible_area.item() - 0.2) < 0.05
+    assert result.masks.shape == (1, 1, 1, 48, 48)
+
+
+@pytest.mark.real
+def test_dense_ep_on_a_real_image_reaches_its_area_and_beats_random_masks(lite0):
+    from PIL import Image
+
+    from extremal_contours import contour as C
+    from extremal_contours.perturbation import Perturbation
+
+    (path, entry), = shared_images("imagenet-sample", 1)
+    x = lite0.preprocess(Image.open(path).convert("RGB"), "center")
+    label = entry["label"]
+    result = ExtremalPerturbation(lite0.model, iterations=300, progress=False).attribute(x, target=label, areas=(0.1,))
+    assert abs(result.visible_area.item() - 0.1) < 0.03
+    # Random discs of the same area keep far less of the class.
+    g = torch.Generator().manual_seed(0)
+    centres = (torch.rand(16, 2, generator=g) - 0.5) * 0.8
+    coeffs = torch.zeros(16, 8, 2)
+    masks = C.rasterize(centres, coeffs, C.scale_for_area(coeffs, 0.1, centres, (1.0, 1.0)), 224, 224, edge=None).float()
+    with torch.no_grad():
+        random = lite0.model(Perturbation(x)(masks, torch.zeros(16, dtype=torch.long))).softmax(1)[:, label]
+    assert result.preserve_probability.item() > 3 * random.median().item()
