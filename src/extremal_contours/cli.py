@@ -202,6 +202,52 @@ def cmd_speed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _option_value(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from .baselines import list_explainers
+    from .benchmark import BenchmarkConfig, run_benchmark
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in list_explainers()]
+    if unknown:
+        raise UsageError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(list_explainers())}")
+    options: dict[str, dict[str, Any]] = {}
+    for item in args.option:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise UsageError(f"--option takes METHOD.NAME=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        method, name = key.split(".", 1)
+        options.setdefault(method, {})[name] = _option_value(value)
+    if not Path(args.data).is_dir():
+        raise UsageError(f"--data {args.data} is not a folder")
+    loaded = _load(args)
+    config = BenchmarkConfig(
+        data=Path(args.data),
+        methods=methods,
+        out=Path(args.out),
+        areas=tuple(args.areas),
+        seeds=tuple(args.seeds),
+        limit=args.limit,
+        stride=args.stride,
+        batch=args.batch,
+        options=options,
+    )
+    try:
+        out = run_benchmark(config, loaded, progress=False if args.quiet else None, log=lambda m: print(m, file=sys.stderr))
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from exc
+    print((out / "summary.md").read_text())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="extremal-contours",
@@ -219,6 +265,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="redo pictures already explained with the same settings")
     _add_common(p)
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("benchmark", help="run methods on a dataset and tabulate fidelity, consistency and cost")
+    p.add_argument("--data", required=True, help="dataset folder (annotations.json, LOC_val_solution.csv or VOC)")
+    p.add_argument("--methods", default="contour,extremal_perturbation,gradcam,integrated_gradients,saliency,occlusion,rise")
+    p.add_argument("--areas", type=float, nargs="+", default=[0.1])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="several seeds measure run-to-run IoU")
+    p.add_argument("--limit", type=int, default=None, help="at most this many images")
+    p.add_argument("--stride", type=int, default=1, help="take every N-th image")
+    p.add_argument("--batch", type=int, default=8, help="images per call")
+    p.add_argument("--option", action="append", default=[], metavar="METHOD.NAME=VALUE", help="a method option, e.g. contour.iterations=32")
+    p.add_argument("--out", default="benchmark", help="output folder (re-running continues)")
+    p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--weights", default=None)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quiet", "-q", action="store_true")
+    p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("speed", help="overhead of the explainer over the model's own forward+backward passes")
     p.add_argument("image", nargs="?", default=None, help="picture (default: the bundled sample)")

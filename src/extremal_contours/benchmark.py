@@ -1,0 +1,232 @@
+"""The benchmark: every method on the same images, through the common interface, resumable.
+
+``run_benchmark`` reads a dataset (see :mod:`extremal_contours.data`), runs each method on batches
+of images, scores each explanation at each area with the same model and perturbation, and appends
+one CSV row per (method, image, area, seed) as soon as a batch is done, so a re-run continues where
+the last one stopped. ``summarise`` turns the rows into Markdown tables (mean, median and a 95%
+interval per metric).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from . import metrics as M
+from .baselines import get_explainer
+from .data import open_dataset
+from .images import ImageError, load_image
+from .models import LoadedModel
+from .perturbation import Perturbation
+
+__all__ = ["BenchmarkConfig", "run_benchmark", "summarise", "FIELDS", "SEEDED"]
+
+#: Methods whose result depends on the seed (the others run once).
+SEEDED = ("contour", "rise")
+
+FIELDS = [
+    "method", "image", "label", "area", "seed", "visible_area", "clean_probability", "preserve_ratio", "delete_drop",
+    "seconds_per_image", "forward_backward_per_image", "forward_per_image", "batch",
+]  # fmt: skip
+
+
+@dataclass
+class BenchmarkConfig:
+    data: Path
+    methods: Sequence[str]
+    out: Path
+    areas: Sequence[float] = (0.1,)
+    seeds: Sequence[int] = (0,)
+    limit: int | None = None
+    stride: int = 1
+    batch: int = 8
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    resize: str = "center"
+
+
+def _done_keys(path: Path) -> set[tuple[str, str, str, str]]:
+    if not path.is_file():
+        return set()
+    with path.open(newline="") as handle:
+        return {(r["method"], r["image"], r["area"], r["seed"]) for r in csv.DictReader(handle)}
+
+
+def _append(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> None:
+    new = not path.is_file()
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+        handle.flush()
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def run_benchmark(
+    config: BenchmarkConfig, loaded: LoadedModel, progress: bool | None = None, log: Callable[[str], None] = print
+) -> Path:
+    """Run (or continue) a benchmark; returns the output folder."""
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows_path, iou_path, errors_path = out / "per_image.csv", out / "consistency.csv", out / "errors.csv"
+    dataset = open_dataset(config.data)
+    samples = list(dataset)[:: max(1, config.stride)]
+    if config.limit is not None:
+        samples = samples[: config.limit]
+    done = _done_keys(rows_path)
+    failed = set()
+    if errors_path.is_file():
+        with errors_path.open(newline="") as handle:
+            failed = {r["image"] for r in csv.DictReader(handle)}
+
+    def method_done(method: str, name: str) -> bool:
+        seeds = config.seeds if method in SEEDED else config.seeds[:1]
+        return all((method, name, _fmt(a), str(s)) in done for a in config.areas for s in seeds)
+
+    def complete(name: str) -> bool:
+        return all(method_done(m, name) for m in config.methods)
+
+    todo = [s for s in samples if not complete(s.name) and s.name not in failed]
+    log(f"{len(samples)} images, {len(samples) - len(todo)} already done, {len(todo)} to run -> {out}")
+    model = loaded.model
+    bar = tqdm(total=len(todo), desc="benchmark", unit="image", disable=None if progress is None else not progress)
+    for start in range(0, len(todo), config.batch):
+        group = todo[start : start + config.batch]
+        pictures, kept = [], []
+        for sample in group:
+            try:
+                image, _ = load_image(sample.path)
+                pictures.append(loaded.preprocess(image, config.resize))
+                kept.append(sample)
+            except ImageError as exc:
+                _append(errors_path, ["image", "error"], [{"image": sample.name, "error": str(exc)}])
+                log(f"error: {sample.name}: {exc}")
+        if not kept:
+            bar.update(len(group))
+            continue
+        device = next(iter(model.parameters())).device
+        x = torch.cat(pictures).to(device)
+        with torch.no_grad():
+            predicted = model(x).argmax(1)
+        classes = torch.tensor([s.label if s.label is not None else int(p) for s, p in zip(kept, predicted, strict=True)], device=device)
+        rows: list[dict[str, Any]] = []
+        ious: list[dict[str, Any]] = []
+        for method in config.methods:
+            need = [i for i, sample in enumerate(kept) if not method_done(method, sample.name)]
+            if not need:
+                continue
+            run = [kept[i] for i in need]
+            x_run, classes_run = x[need], classes[need]
+            perturb = Perturbation(x_run, "blur")
+            seeds = config.seeds if method in SEEDED else config.seeds[:1]
+            explainer = get_explainer(method, model, **config.options.get(method, {}))
+            per_seed_masks = []
+            for seed in seeds:
+                kwargs: dict[str, Any] = {}
+                if explainer.uses_masks:
+                    kwargs["areas"] = tuple(config.areas)
+                if method in SEEDED:
+                    kwargs["seed"] = seed
+                started = time.perf_counter()
+                attribution = explainer.attribute(x_run, classes_run, **kwargs)
+                seconds = time.perf_counter() - started
+                masks = []
+                for j, area in enumerate(config.areas):
+                    mask = attribution.masks[:, j] if attribution.masks is not None else M.top_fraction_mask(attribution.maps, area)
+                    masks.append(mask)
+                    fid = M.fidelity(model, x_run, mask.to(device), classes_run, perturb)
+                    for i, sample in enumerate(run):
+                        rows.append(
+                            {
+                                "method": method,
+                                "image": sample.name,
+                                "label": int(classes_run[i]),
+                                "area": _fmt(area),
+                                "seed": seed,
+                                "visible_area": _fmt(float(mask[i].float().mean())),
+                                "clean_probability": _fmt(float(fid["clean"][i])),
+                                "preserve_ratio": _fmt(float(fid["preserve_ratio"][i])),
+                                "delete_drop": _fmt(float(fid["delete_drop"][i])),
+                                "seconds_per_image": _fmt(seconds / len(run)),
+                                "forward_backward_per_image": _fmt(attribution.forward_backward / len(run) / len(config.areas)),
+                                "forward_per_image": _fmt(attribution.forward / len(run) / len(config.areas)),
+                                "batch": len(run),
+                            }
+                        )
+                per_seed_masks.append(torch.stack(masks, 1))  # (N, A, 1, H, W)
+            if len(per_seed_masks) > 1:
+                stacked = torch.stack(per_seed_masks)  # (R, N, A, 1, H, W)
+                for j, area in enumerate(config.areas):
+                    value = M.mean_pairwise_iou(stacked[:, :, j])
+                    ious += [
+                        {"method": method, "image": s.name, "area": _fmt(area), "runs": len(seeds), "iou": _fmt(float(value[i]))}
+                        for i, s in enumerate(run)
+                    ]
+        _append(rows_path, FIELDS, rows)
+        if ious:
+            _append(iou_path, ["method", "image", "area", "runs", "iou"], ious)
+        bar.update(len(group))
+    bar.close()
+    (out / "summary.md").write_text(summarise(out))
+    return out
+
+
+def _interval(values: list[float]) -> tuple[float, float, float]:
+    """Mean and a normal-approximation 95% interval of the mean."""
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, math.nan, math.nan
+    half = 1.96 * statistics.stdev(values) / math.sqrt(len(values))
+    return mean, mean - half, mean + half
+
+
+def summarise(out: Path) -> str:
+    """Markdown tables from ``per_image.csv`` (and ``consistency.csv``)."""
+    with (out / "per_image.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    groups: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
+    for r in rows:
+        groups[(r["method"], r["area"])].append(r)
+    lines = [
+        "| method | area | images | visible area | preserve ratio: median | mean [95% CI] | delete drop: mean | s / image | fwd+bwd / image | fwd / image |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (method, area), group in sorted(groups.items()):
+        pres = [float(r["preserve_ratio"]) for r in group]
+        mean, lo, hi = _interval(pres)
+        lines.append(
+            f"| {method} | {area} | {len({r['image'] for r in group})} | {statistics.fmean(float(r['visible_area']) for r in group):.3f} "
+            f"| {statistics.median(pres):.3f} | {mean:.3f} [{lo:.3f}, {hi:.3f}] "
+            f"| {statistics.fmean(float(r['delete_drop']) for r in group):.3f} "
+            f"| {statistics.fmean(float(r['seconds_per_image']) for r in group):.2f} "
+            f"| {statistics.fmean(float(r['forward_backward_per_image']) for r in group):.0f} "
+            f"| {statistics.fmean(float(r['forward_per_image']) for r in group):.0f} |"
+        )
+    text = "## Fidelity and cost\n\n" + "\n".join(lines) + "\n"
+    iou_path = out / "consistency.csv"
+    if iou_path.is_file():
+        with iou_path.open(newline="") as handle:
+            ious = list(csv.DictReader(handle))
+        by: dict[tuple[str, str], list[float]] = defaultdict(list)
+        for r in ious:
+            by[(r["method"], r["area"])].append(float(r["iou"]))
+        table = ["| method | area | images | runs | mean pairwise IoU [95% CI] |", "|---|---|---|---|---|"]
+        for (method, area), values in sorted(by.items()):
+            mean, lo, hi = _interval(values)
+            runs = next(r["runs"] for r in ious if r["method"] == method and r["area"] == area)
+            table.append(f"| {method} | {area} | {len(values)} | {runs} | {mean:.3f} [{lo:.3f}, {hi:.3f}] |")
+        text += "\n## Run-to-run consistency\n\n" + "\n".join(table) + "\n"
+    return text
