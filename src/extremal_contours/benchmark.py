@@ -29,7 +29,7 @@ from .images import ImageError, load_image
 from .models import LoadedModel
 from .perturbation import Perturbation
 
-__all__ = ["BenchmarkConfig", "run_benchmark", "summarise", "FIELDS", "SEEDED"]
+__all__ = ["FIELDS", "SEEDED", "BenchmarkConfig", "run_benchmark", "summarise"]
 
 #: Methods whose result depends on the seed (the others run once).
 SEEDED = ("contour", "rise")

@@ -137,6 +137,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if not paths:
         paths = [sample_image_path()]
         print(f"no image given: explaining the bundled sample {paths[0]}", file=sys.stderr)
+    missing = [str(p) for p in paths if not Path(p).exists()]
+    if missing:
+        raise UsageError(f"no such file or folder: {', '.join(missing)}")
     files = find_images(paths)
     if not files:
         raise UsageError(f"no pictures found in {', '.join(map(str, paths))}")

@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw
 
 from .images import IMAGE_SUFFIXES
 
-__all__ = ["Sample", "AnnotatedFolder", "ImageNetVal", "VOCDetection", "open_dataset", "box_mask", "input_mask"]
+__all__ = ["AnnotatedFolder", "ImageNetVal", "Sample", "VOCDetection", "box_mask", "input_mask", "open_dataset"]
 
 
 @dataclass(frozen=True)

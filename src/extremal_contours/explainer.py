@@ -88,7 +88,7 @@ def _phases(iterations: int, starts: int) -> list[tuple[int, int]]:
     lengths[0] = left
     if lengths[0] < 1:
         raise ValueError(f"{iterations} iterations are too few for {starts} starts; use at least {iterations - left + 1}")
-    return list(zip(lengths, keeps))
+    return list(zip(lengths, keeps, strict=True))
 
 
 @dataclass
@@ -102,8 +102,6 @@ class _Rows:
 
     def take(self, keep: Tensor | slice) -> _Rows:
         return _Rows(self.image[keep], self.group[keep], self.area[keep], self.flip[keep])
-
-
 
 class ExtremalContour:
     """Explain an image classifier with the smallest smooth star-convex region that keeps (or removes)
@@ -120,14 +118,21 @@ class ExtremalContour:
         starts: contours optimised per (image, area); successive halving keeps the best.
         scan: side of the grid of discs scored (forward only) to place the starts; 0 places the
             starts on a fixed grid instead.
-        lr: Adam learning rate of the centre and the harmonics (normalised units).
+        lr: Adam learning rate of the harmonics (normalised units).
+        centre_lr: Adam learning rate of the centre (``None``: ``lr``).
+        lr_end: the learning rates follow a cosine from their value to ``lr_end`` times it.
+        decay: harmonic ``k`` is parameterised as ``raw_k / k^decay`` (high orders move less).
+        checks: extra binary-mask checks in the last phase (each a forward pass); the best binary
+            mask seen at any check is the answer.
+        progressive: if > 0, harmonic ``k`` is released at ``k / (K + 1)`` of this fraction of the run.
         spectral: weight of ``sum_k k^2 (a_k^2 + b_k^2)`` (smoothness).
         edge: edge width in pixels at the first and the last step, annealed geometrically.
         perturbation: ``"blur"``, ``"constant"`` or ``"fade"``; ``perturbation_options`` go to
             :class:`~extremal_contours.perturbation.Perturbation`.
         score: ``"logit"``, ``"probability"``, ``"log_probability"``, ``"contrastive"``, ``"similarity"``
             or a callable (see :mod:`extremal_contours.targets`).
-        jitter: flip the input horizontally on alternate steps (Fong et al.).
+        jitter: flip the input horizontally on alternate steps (Fong et al.; off by default, see
+            ``docs/TUNING.md``).
         batch_size: most images per forward pass (bounds memory).
         mean, std: the model's input normalisation, used only to show the images in saved results.
         class_names: names of the model's classes, recorded with results.
@@ -149,23 +154,17 @@ class ExtremalContour:
         starts: int = 4,
         scan: int = 4,
         lr: float = 0.05,
-        centre_lr: float | None = None,
+        centre_lr: float | None = 0.02,
+        lr_end: float = 0.02,
         decay: float = 1.0,
-        lr_end: float = 1.0,
         checks: int = 2,
         progressive: float = 0.0,
-        straight_through: bool = False,
-        optimizer: str = "adam",
-        smooth: float | None = None,
-        shift: int = 0,
-        select: str = "binary",
-        momentum: float = 0.8,
         spectral: float = 1e-3,
         edge: tuple[float, float] = (8.0, 1.0),
         perturbation: str = "blur",
         perturbation_options: dict[str, Any] | None = None,
         score: str | Callable[..., Tensor] = "logit",
-        jitter: bool = True,
+        jitter: bool = False,
         batch_size: int = 32,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
@@ -198,12 +197,6 @@ class ExtremalContour:
         self.lr_end = lr_end
         self.checks = checks
         self.progressive = progressive
-        self.straight_through = straight_through
-        self.optimizer = optimizer
-        self.smooth = smooth
-        self.shift = shift
-        self.select = select
-        self.momentum = momentum
         self.spectral = spectral
         self.edge = (float(edge[0]), float(edge[1]))
         self.perturbation = perturbation
@@ -227,19 +220,13 @@ class ExtremalContour:
             "iterations": self.iterations,
             "starts": self.starts,
             "scan": self.scan,
-            "phases": self.phases,
+            "phases": [list(p) for p in self.phases],
             "lr": self.lr,
             "centre_lr": self.centre_lr,
             "decay": self.decay,
             "lr_end": self.lr_end,
             "checks": self.checks,
             "progressive": self.progressive,
-            "straight_through": self.straight_through,
-            "optimizer": self.optimizer,
-            "smooth": self.smooth,
-            "shift": self.shift,
-            "select": self.select,
-            "momentum": self.momentum,
             "spectral": self.spectral,
             "edge": list(self.edge),
             "perturbation": self.perturbation,
@@ -389,7 +376,7 @@ class ExtremalContour:
 
         copies = 2 if variant == "dual" else 1
 
-        def objective(rows: _Rows, masks: Tensor, flip: Tensor | None, shifts: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        def objective(rows: _Rows, masks: Tensor, flip: Tensor | None) -> tuple[Tensor, Tensor]:
             """(objective to maximise, score of the first copy) for masks (R, 1, H, W)."""
             masks = masks.to(dtype)
             parts = []
@@ -401,8 +388,6 @@ class ExtremalContour:
             if flip is not None:
                 flip2 = flip.repeat(len(parts))[:, None, None, None]
                 batch = torch.where(flip2, batch.flip(-1), batch)
-            if shifts is not None:
-                batch = _translate(batch, shifts.repeat(len(parts), 1))
             out = self._run(batch)
             image2 = rows.image.repeat(len(parts))
             cls = classes[image2] if classes is not None else None
@@ -421,7 +406,7 @@ class ExtremalContour:
                 for sl in self._chunks(rows.image.shape[0], copies):
                     part = rows.take(sl)
                     scale = C.scale_for_area(coeffs[sl], part.area, centre[sl], extent)
-                    masks = C.rasterize(centre[sl], coeffs[sl], scale, height, width, edge=self.smooth)
+                    masks = C.rasterize(centre[sl], coeffs[sl], scale, height, width, edge=None)
                     value, _ = objective(part, masks, None)
                     cost["eval_batches"].append(value.shape[0] * copies)
                     values.append(value)
@@ -433,6 +418,7 @@ class ExtremalContour:
 
         def remember(value: Tensor, rows: _Rows, centre: Tensor, coeffs: Tensor) -> None:
             """Keep, per group, the best binary mask seen so far."""
+            value = value / norm[rows.image]  # relative to the clean score
             better = torch.full((groups,), -math.inf, device=device).scatter_reduce(0, rows.group, value, "amax")
             improved = better > best_value
             if not improved.any():
@@ -478,45 +464,28 @@ class ExtremalContour:
         bar = tqdm(total=self.iterations, desc="contours", unit="step", disable=_disabled(self.progress), leave=False)
         try:
             for phase, (length, keep) in enumerate(self.phases):
-                if phase > 0:
-                    if self.select == "ema":
-                        value = ema
-                    elif self.optimizer == "trust":
-                        value = trust["f"]  # each row's best binary objective so far
-                    else:
-                        value = evaluate(rows, centre.detach(), raw.detach() * precond)
-                        remember(value, rows, centre.detach(), raw.detach() * precond)
-                    chosen = _top_per_group(value, rows.group, groups, keep)
-                    trust = {key: v[chosen] for key, v in trust.items()}
-                    ema = ema[chosen]
+                if phase == 0:
+                    optimiser = torch.optim.Adam(
+                        [{"params": [centre], "lr": self.centre_lr}, {"params": [raw], "lr": self.lr}]
+                    )
+                else:
+                    # Successive halving on the binary masks' objective (also candidates themselves).
+                    value = evaluate(rows, centre.detach(), raw.detach() * precond)
+                    remember(value, rows, centre.detach(), raw.detach() * precond)
+                    chosen = _top_per_group(value / norm[rows.image], rows.group, groups, keep)
                     rows = rows.take(chosen)
                     centre = centre.detach()[chosen].requires_grad_()
                     raw = raw.detach()[chosen].requires_grad_()
                     optimiser = _carry_adam(optimiser, [centre, raw], chosen)
-                    velocity = velocity[chosen]
-                else:
-                    velocity = torch.zeros(centre.shape[0], 2 + 2 * self.harmonics, device=device)
-                    ema = None
-                    trust = {
-                        "c": centre.detach().clone(),
-                        "raw": raw.detach().clone(),
-                        "f": torch.full((total,), -math.inf, device=device),
-                        "dc": torch.zeros_like(centre),
-                        "draw": torch.zeros_like(raw),
-                        "eta": torch.full((total,), self.lr, device=device),
-                    }
-                    optimiser = torch.optim.Adam(
-                        [{"params": [centre], "lr": self.centre_lr}, {"params": [raw], "lr": self.lr}]
-                    )
                 for _ in range(length):
                     fraction = step / max(1, self.iterations - 1)
-                    edge = edge0 * (edge1 / edge0) ** fraction if self.smooth is None else self.smooth
+                    edge = edge0 * (edge1 / edge0) ** fraction
                     factor = self.lr_end + (1 - self.lr_end) * 0.5 * (1 + math.cos(math.pi * fraction))
-                    for group, base in zip(optimiser.param_groups, (self.centre_lr, self.lr)):
+                    for group, base in zip(optimiser.param_groups, (self.centre_lr, self.lr), strict=True):
                         group["lr"] = base * factor
                     grads_c = torch.zeros_like(centre)
                     grads_k = torch.zeros_like(raw)
-                    soft, seen = [], []  # objective per row; the same where the input was not flipped
+                    soft = []
                     for sl in self._chunks(rows.image.shape[0], copies):
                         part = rows.take(sl)
                         with torch.enable_grad():
@@ -524,14 +493,8 @@ class ExtremalContour:
                             k_leaf = raw[sl] * precond
                             scale = C.scale_for_area(k_leaf, part.area, c_leaf, extent)
                             masks = C.rasterize(c_leaf, k_leaf, scale, height, width, edge=edge)
-                            if self.straight_through:
-                                # The model sees the binary mask; the gradient is the soft mask's.
-                                masks = (masks > 0.5).to(masks.dtype) + masks - masks.detach()
                             flip = (part.flip ^ bool(step % 2)) if self.jitter else None
-                            shifts = None
-                            if self.shift:
-                                shifts = torch.randint(-self.shift, self.shift + 1, (part.image.shape[0], 2), generator=generator).to(device)
-                            value, _ = objective(part, masks, flip, shifts)
+                            value, _ = objective(part, masks, flip)
                             loss = -(value / norm[part.image]).sum()
                             if self.spectral:
                                 loss = loss + self.spectral * ((k_leaf * k_leaf).sum(-1) * weights).sum()
@@ -540,39 +503,25 @@ class ExtremalContour:
                         grads_k += gk
                         cost["step_batches"].append(part.image.shape[0] * copies)
                         soft.append(value.detach())
-                        seen.append(value.detach() if flip is None else value.detach().masked_fill(flip, -math.inf))
                     if self.progressive > 0:
                         # Coarse to fine: harmonic k joins once the step passes k / (K + 1) of the ramp.
                         active = math.floor((self.harmonics + 1) * fraction / self.progressive)
                         grads_k[:, active:] = 0
                     centre.grad, raw.grad = grads_c, grads_k
-                    if self.straight_through or self.smooth is not None:  # this step's values are candidates' scores, for free
-                        remember(torch.cat(seen), rows, centre.detach().clone(), raw.detach() * precond)
-                    if self.optimizer == "adam":
-                        optimiser.step()
-                    elif self.optimizer == "trust":
-                        self._trust_step(centre, raw, precond, grads_c, grads_k, torch.cat(seen), rows.area, trust)
-                    else:
-                        velocity = self._ngd_step(centre, raw, precond, grads_c, grads_k, velocity, rows.area, factor)
+                    optimiser.step()
                     with torch.no_grad():
                         centre.copy_(torch.maximum(torch.minimum(centre, bound), -bound))
-                    soft_value = torch.cat(soft)
-                    ema = soft_value / norm[rows.image] if ema is None else 0.7 * ema + 0.3 * soft_value / norm[rows.image]
                     history[:, step] = (
                         torch.full((groups,), -math.inf, device=device)
-                        .scatter_reduce(0, rows.group, soft_value, "amax")
+                        .scatter_reduce(0, rows.group, torch.cat(soft), "amax")
                         .cpu()
                     )
                     if step in check_steps:
                         remember(evaluate(rows, centre.detach(), raw.detach() * precond), rows, centre.detach(), raw.detach() * precond)
                     step += 1
                     bar.update(1)
-            if self.select == "ema":
-                chosen = _top_per_group(ema, rows.group, groups, 1)
-                best_centre, best_coeffs = centre.detach()[chosen], (raw.detach() * precond)[chosen]
-            else:
-                value = evaluate(rows, centre.detach(), raw.detach() * precond)
-                remember(value, rows, centre.detach(), raw.detach() * precond)
+            value = evaluate(rows, centre.detach(), raw.detach() * precond)
+            remember(value, rows, centre.detach(), raw.detach() * precond)
         finally:
             bar.close()
 
@@ -580,60 +529,6 @@ class ExtremalContour:
             x, perturb, clean, classes, clean_score, score_fn, score_name, areas, variant, seed, names,
             best_centre, best_coeffs, history, cost, started, extent,
         )  # fmt: skip
-
-    def _ngd_step(
-        self, centre: Tensor, raw: Tensor, precond: Tensor, grad_c: Tensor, grad_raw: Tensor, velocity: Tensor, area: Tensor, factor: float
-    ) -> Tensor:
-        """Normalised gradient step of length ``lr * factor`` in boundary-displacement units.
-
-        The centre moves the boundary one-for-one and a harmonic ``a_k`` by ``r a_k`` (``r`` the
-        radius of a disc of the row's area), so the gradient is expressed per unit of boundary
-        displacement, high orders are damped by ``k^-decay``, averaged with momentum, and each row
-        steps a fixed distance along it: rows with tiny gradients move as far as rows with large
-        ones, and within a row the parameters keep their relative weights (unlike Adam's
-        per-coordinate normalisation, which moves noise-only harmonics as far as informative ones).
-        """
-        rows = centre.shape[0]
-        r = torch.sqrt(area / math.pi)[:, None]
-        grad_a = grad_raw / precond  # gradient w.r.t. the harmonics themselves
-        omega = precond.expand(rows, -1, 2).reshape(rows, -1)
-        g_u = torch.cat([grad_c, grad_a.reshape(rows, -1) / r], 1)
-        weight = torch.cat([torch.ones(rows, 2, device=centre.device), omega], 1)
-        velocity = self.momentum * velocity - (1 - self.momentum) * g_u  # ascent direction (loss gradient is -objective)
-        norm = torch.sqrt((weight * velocity * velocity).sum(1, keepdim=True)).clamp(min=1e-12)
-        step = self.lr * factor * weight * velocity / norm
-        with torch.no_grad():
-            centre += step[:, :2]
-            raw += (step[:, 2:] / r).reshape_as(raw) / precond
-        return velocity
-
-    def _trust_step(
-        self, centre: Tensor, raw: Tensor, precond: Tensor, grad_c: Tensor, grad_raw: Tensor, value: Tensor, area: Tensor, state: dict[str, Tensor]
-    ) -> None:
-        """Monotone ascent on the binary objective: a row that improved moves on from its new best
-        along its gradient with a longer step; one that did not goes back to its best point and
-        tries a shorter step along the gradient stored there."""
-        rows = centre.shape[0]
-        r = torch.sqrt(area / math.pi)[:, None]
-        grad_a = grad_raw / precond
-        omega = precond.expand(rows, -1, 2).reshape(rows, -1)
-        g_u = -torch.cat([grad_c, grad_a.reshape(rows, -1) / r], 1)  # ascent, displacement units
-        weight = torch.cat([torch.ones(rows, 2, device=centre.device), omega], 1)
-        norm = torch.sqrt((weight * g_u * g_u).sum(1, keepdim=True)).clamp(min=1e-12)
-        d_u = weight * g_u / norm
-        d_c = d_u[:, :2]
-        d_raw = (d_u[:, 2:] / r).reshape_as(raw) / precond
-        improved = value > state["f"]
-        up = improved[:, None]
-        state["c"] = torch.where(up, centre.detach(), state["c"])
-        state["raw"] = torch.where(up[:, :, None], raw.detach(), state["raw"])
-        state["dc"] = torch.where(up, d_c, state["dc"])
-        state["draw"] = torch.where(up[:, :, None], d_raw, state["draw"])
-        state["f"] = torch.where(improved, value, state["f"])
-        state["eta"] = torch.where(improved, (state["eta"] * 1.5).clamp(max=2.5 * self.lr), state["eta"] * 0.5)
-        with torch.no_grad():
-            centre.copy_(state["c"] + state["eta"][:, None] * state["dc"])
-            raw.copy_(state["raw"] + state["eta"][:, None, None] * state["draw"])
 
     def _starts(
         self,
@@ -783,21 +678,12 @@ def _top_per_group(value: Tensor, group: Tensor, groups: int, keep: int) -> Tens
     return (top + offset).reshape(-1).sort().values
 
 
-def _translate(batch: Tensor, shifts: Tensor) -> Tensor:
-    """Shift each image ``(B, C, H, W)`` by ``shifts (B, 2)`` whole pixels ``(dx, dy)``, repeating the border."""
-    b, c, h, w = batch.shape
-    ys = (torch.arange(h, device=batch.device)[None, :] - shifts[:, 1:2]).clamp(0, h - 1)  # (B, H)
-    xs = (torch.arange(w, device=batch.device)[None, :] - shifts[:, 0:1]).clamp(0, w - 1)  # (B, W)
-    index = (ys[:, :, None] * w + xs[:, None, :]).reshape(b, 1, h * w).expand(b, c, h * w)
-    return batch.reshape(b, c, h * w).gather(2, index).view(b, c, h, w)
-
-
 def _carry_adam(old: torch.optim.Adam, params: list[Tensor], keep: Tensor) -> torch.optim.Adam:
     """A new Adam over the pruned parameters (one per group, in order) that keeps the survivors'
     moments and each group's learning rate."""
-    groups = [{"params": [p], "lr": g["lr"]} for p, g in zip(params, old.param_groups)]
+    groups = [{"params": [p], "lr": g["lr"]} for p, g in zip(params, old.param_groups, strict=True)]
     new = torch.optim.Adam(groups)
-    for group, p_new in zip(old.param_groups, params):
+    for group, p_new in zip(old.param_groups, params, strict=True):
         state = old.state.get(group["params"][0])
         if state:
             new.state[p_new] = {

@@ -15,10 +15,10 @@ from torch import Tensor
 from .perturbation import Perturbation
 
 __all__ = [
-    "top_fraction_mask",
+    "fidelity",
     "iou",
     "mean_pairwise_iou",
-    "fidelity",
+    "top_fraction_mask",
 ]
 
 

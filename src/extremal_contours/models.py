@@ -131,7 +131,7 @@ def _load_by_position(model: nn.Module, state: dict[str, Tensor], source: str) -
     if len(target) != len(state):
         raise ModelError(f"{source}: {len(state)} tensors, the architecture has {len(target)}")
     mapped = {}
-    for (name, tensor), (_, value) in zip(target.items(), state.items()):
+    for (name, tensor), (_, value) in zip(target.items(), state.items(), strict=True):
         if tensor.shape != value.shape:
             raise ModelError(f"{source}: tensor for {name} has shape {tuple(value.shape)}, expected {tuple(tensor.shape)}")
         mapped[name] = value

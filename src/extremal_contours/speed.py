@@ -63,12 +63,12 @@ class OverheadReport:
     @property
     def ratio(self) -> float:
         """Median of wall / (time of every model pass of the run: forward+backward and forward-only)."""
-        return statistics.median(w / m for w, m in zip(self.wall, self.model_time))
+        return statistics.median(w / m for w, m in zip(self.wall, self.model_time, strict=True))
 
     @property
     def step_ratio(self) -> float:
         """Median of wall / (time of the forward+backward steps alone): forward-only passes count as overhead."""
-        return statistics.median(w / s for w, s in zip(self.wall, self.step_time))
+        return statistics.median(w / s for w, s in zip(self.wall, self.step_time, strict=True))
 
     def text(self) -> str:
         return "\n".join(
@@ -109,7 +109,7 @@ def measure_overhead(
             fb = sum(n * time_passes(model, x, b, True) for b, n in steps.items())
             f = sum(n * time_passes(model, x, b, False) for b, n in evals.items())
         finally:
-            for m, flag in zip(model.modules() if isinstance(model, torch.nn.Module) else [], was_training):
+            for m, flag in zip(model.modules() if isinstance(model, torch.nn.Module) else [], was_training, strict=False):
                 m.training = flag
         step_time.append(fb)
         model_time.append(fb + f)

@@ -69,7 +69,7 @@ def smooth_max_upsample(params: Tensor, step: int, sigma: float, height: int, wi
     Returns:
         ``(B, 1, height, width)`` mask in ``[0, 1]``.
     """
-    b, _, gh, gw = params.shape
+    _, _, gh, gw = params.shape
     radius = 1 + math.ceil(sigma / step)
     weight = _kernel_weights(step, sigma, radius, params.device).to(params.dtype)  # (K*K, s*s)
     cols = F.unfold(F.pad(params, [radius] * 4), kernel_size=2 * radius + 1)  # (B, K*K, gh*gw)

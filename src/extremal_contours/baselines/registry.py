@@ -24,7 +24,7 @@ from ..perturbation import Perturbation
 from .extremal_perturbation import ExtremalPerturbation
 from .rise import rise
 
-__all__ = ["Attribution", "get_explainer", "list_explainers", "gradcam_layer"]
+__all__ = ["Attribution", "get_explainer", "gradcam_layer", "list_explainers"]
 
 
 @dataclass(frozen=True)

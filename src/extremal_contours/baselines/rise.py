@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ..perturbation import Perturbation
 
-__all__ = ["rise_masks", "rise"]
+__all__ = ["rise", "rise_masks"]
 
 
 def rise_masks(count: int, height: int, width: int, grid: int = 7, p: float = 0.5, generator: torch.Generator | None = None) -> Tensor:
