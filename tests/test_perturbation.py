@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -76,3 +78,15 @@ def test_pyramid_works_on_images_smaller_than_the_kernel():
     x = _images(1, 3, 16, 20)
     pyr = blur_pyramid(x, levels=8, max_sigma=20.0)
     assert torch.isfinite(pyr).all()
+
+
+@pytest.mark.parametrize("sigma", [0.8, 5.0, 20.0])
+def test_separable_blur_equals_torchvision(sigma):
+    from torchvision.transforms.v2.functional import gaussian_blur
+
+    from extremal_contours.perturbation import separable_gaussian_blur
+
+    x = torch.rand(2, 3, 45, 70, generator=torch.Generator().manual_seed(0))
+    half = min(math.ceil(3 * sigma), 44)
+    expected = gaussian_blur(x, [2 * half + 1, 2 * half + 1], [sigma, sigma])
+    torch.testing.assert_close(separable_gaussian_blur(x, half, sigma), expected, atol=1e-5, rtol=0)

@@ -17,6 +17,7 @@ Every function is batched over the first dimension and imports nothing else of t
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -54,7 +55,28 @@ def pixel_unit(height: int, width: int) -> float:
 
 
 def _angles(n: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    return _angle_table(n, device, dtype)
+
+
+@functools.lru_cache(maxsize=32)
+def _angle_table(n: int, device: torch.device, dtype: torch.dtype) -> Tensor:
     return torch.arange(n, device=device, dtype=dtype) * (2 * math.pi / n)
+
+
+@functools.lru_cache(maxsize=32)
+def _trig_table(n: int, k: int, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """``cos(k theta_i), sin(k theta_i)`` ``(n, K)`` on the regular angle table (cached: every step
+    needs them for the area quadrature and the rasterisation table)."""
+    kt = _angle_table(n, device, dtype).unsqueeze(-1) * torch.arange(1, k + 1, device=device, dtype=dtype)
+    return torch.cos(kt), torch.sin(kt)
+
+
+def _harmonic_table(theta: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    n = theta.shape[0]
+    if theta is _angle_table(n, theta.device, theta.dtype):
+        return _trig_table(n, k, theta.device, theta.dtype)
+    kt = theta.unsqueeze(-1) * torch.arange(1, k + 1, device=theta.device, dtype=theta.dtype)
+    return torch.cos(kt), torch.sin(kt)
 
 
 def _log_shape(coeffs: Tensor, theta: Tensor) -> Tensor:
@@ -67,11 +89,12 @@ def _log_shape(coeffs: Tensor, theta: Tensor) -> Tensor:
     Returns:
         ``(B, N)``.
     """
+    if theta.dim() == 1:
+        cos, sin = _harmonic_table(theta, coeffs.shape[1])
+        return coeffs[..., 0] @ cos.T + coeffs[..., 1] @ sin.T
     k = torch.arange(1, coeffs.shape[1] + 1, device=coeffs.device, dtype=coeffs.dtype)
     kt = theta.unsqueeze(-1) * k  # (..., N, K)
     cos, sin = torch.cos(kt), torch.sin(kt)
-    if theta.dim() == 1:
-        return coeffs[..., 0] @ cos.T + coeffs[..., 1] @ sin.T
     return (cos * coeffs[:, None, :, 0]).sum(-1) + (sin * coeffs[:, None, :, 1]).sum(-1)
 
 
