@@ -133,6 +133,14 @@ def _summary(name: str, result: Any, out: Path) -> str:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    return _explain_pictures(args, sweep=False)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    return _explain_pictures(args, sweep=True)
+
+
+def _explain_pictures(args: argparse.Namespace, sweep: bool) -> int:
     paths = list(args.images)
     if not paths:
         paths = [sample_image_path()]
@@ -157,6 +165,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         "areas": list(areas),
         "variant": args.variant,
         "seed": args.seed,
+        "sweep": sweep,
         "settings": explainer.settings(),
     }
     used: set[str] = set()
@@ -164,7 +173,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     bar = tqdm(files, desc="explain", unit="image", disable=args.quiet or len(files) == 1)
     for path in bar:
         folder = out / _out_name(path, used)
-        if not args.force and _done(folder, job):
+        if not args.force and _done(folder, job) and (not sweep or (folder / "summary.png").is_file()):
             skipped += 1
             tqdm.write(f"{path.name}: already done -> {folder}", file=sys.stderr)
             continue
@@ -173,7 +182,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
             if note:
                 tqdm.write(f"{path.name}: note: {note}", file=sys.stderr)
             x = loaded.preprocess(image)
-            result = explainer.attribute(x, target, areas=areas, variant=args.variant, seed=args.seed, names=[path.name])
+            if sweep:
+                result = explainer.sweep(x, target, areas=areas, variant=args.variant, seed=args.seed, names=[path.name], nesting=args.nesting)
+            else:
+                result = explainer.attribute(x, target, areas=areas, variant=args.variant, seed=args.seed, names=[path.name])
             result = replace(result, meta={"job": job, "source": str(path.resolve())})
             picture = None
             if not loaded.fixed_input_size:
@@ -182,6 +194,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
                     factor = OVERLAY_MAX_SIDE / max(image.size)
                     picture = image.resize((round(image.width * factor), round(image.height * factor)))
             result.save(folder, image=picture)
+            if sweep:
+                from .figures import save_sweep
+
+                save_sweep(result, folder)
         except (ImageError, ValueError, TypeError, RuntimeError) as exc:
             failed += 1
             tqdm.write(f"error: {path}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}", file=sys.stderr)
@@ -268,6 +284,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="redo pictures already explained with the same settings")
     _add_common(p)
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("sweep", help="explain pictures at several areas: importance map, fidelity-area profile, summary figure")
+    p.add_argument("images", nargs="*", metavar="IMAGE_OR_FOLDER", help="pictures or folders (default: the bundled sample)")
+    p.add_argument("--target", default=None, help="class index or name to explain (default: the predicted class)")
+    p.add_argument("--area", "--areas", dest="area", type=float, nargs="+", default=[0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8])
+    p.add_argument("--nesting", type=float, default=1.0, help="weight of the nesting penalty between consecutive areas (0: independent areas)")
+    p.add_argument("--variant", choices=VARIANTS, default="preserve")
+    p.add_argument("--out", default="sweeps", help="output folder (default ./sweeps)")
+    p.add_argument("--force", action="store_true", help="redo pictures already done with the same settings")
+    _add_common(p)
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("benchmark", help="run methods on a dataset and tabulate fidelity, consistency and cost")
     p.add_argument("--data", required=True, help="dataset folder (annotations.json, LOC_val_solution.csv or VOC)")

@@ -125,6 +125,9 @@ class ExtremalContour:
         checks: extra binary-mask checks in the last phase (each a forward pass); the best binary
             mask seen at any check is the answer.
         progressive: if > 0, harmonic ``k`` is released at ``k / (K + 1)`` of this fraction of the run.
+        nesting: weight of the nesting penalty between consecutive areas of the same image in the
+            last phase (one contour per area): the share of the smaller region outside the larger
+            one. 0 (default) optimises every area independently; :meth:`sweep` turns it on.
         spectral: weight of ``sum_k k^2 (a_k^2 + b_k^2)`` (smoothness).
         edge: edge width in pixels at the first and the last step, annealed geometrically.
         perturbation: ``"blur"``, ``"constant"`` or ``"fade"``; ``perturbation_options`` go to
@@ -160,6 +163,7 @@ class ExtremalContour:
         checks: int = 2,
         progressive: float = 0.0,
         spectral: float = 1e-3,
+        nesting: float = 0.0,
         edge: tuple[float, float] = (8.0, 1.0),
         perturbation: str = "blur",
         perturbation_options: dict[str, Any] | None = None,
@@ -197,6 +201,9 @@ class ExtremalContour:
         self.lr_end = lr_end
         self.checks = checks
         self.progressive = progressive
+        if nesting < 0:
+            raise ValueError(f"nesting must be >= 0, got {nesting}")
+        self.nesting = nesting
         self.spectral = spectral
         self.edge = (float(edge[0]), float(edge[1]))
         self.perturbation = perturbation
@@ -227,6 +234,7 @@ class ExtremalContour:
             "lr_end": self.lr_end,
             "checks": self.checks,
             "progressive": self.progressive,
+            "nesting": self.nesting,
             "spectral": self.spectral,
             "edge": list(self.edge),
             "perturbation": self.perturbation,
@@ -436,6 +444,12 @@ class ExtremalContour:
 
         # -- starts -----------------------------------------------------------------------------
         centre0 = self._starts(groups, group_image, group_area, extent, evaluate, remember, device)
+        # Nested sweeps: each start is a family of contours, one per area, from one centre (the scan's
+        # picks for the area nearest 0.1), coupled by the nesting penalty and pruned together.
+        family = self.nesting > 0 and len(areas) > 1
+        if family:
+            pick = min(range(len(areas)), key=lambda j: abs(areas[j] - 0.1))
+            centre0 = centre0.view(n, len(areas), self.starts, 2)[:, pick : pick + 1].expand(-1, len(areas), -1, -1)
         rows = _Rows(
             image=group_image.repeat_interleave(self.starts),
             group=torch.arange(groups, device=device).repeat_interleave(self.starts),
@@ -450,6 +464,8 @@ class ExtremalContour:
         noise = torch.randn(total, self.harmonics, 2, generator=generator) * (0.05 / k)[None, :, None]
         margin = 2 * C.pixel_unit(height, width)
         bound = torch.tensor([extent[0] / 2 - margin, extent[1] / 2 - margin], device=device)
+        if family:
+            jitter = jitter.view(n, len(areas), self.starts, 2)[:, :1].expand(-1, len(areas), -1, -1).reshape(total, 2)
         centre = centre0.reshape(total, 2) + jitter.to(device)
         centre = torch.maximum(torch.minimum(centre, bound), -bound).requires_grad_()
         raw = (noise.to(device) / precond).requires_grad_()
@@ -472,7 +488,10 @@ class ExtremalContour:
                     # Successive halving on the binary masks' objective (also candidates themselves).
                     value = evaluate(rows, centre.detach(), raw.detach() * precond)
                     remember(value, rows, centre.detach(), raw.detach() * precond)
-                    chosen = _top_per_group(value / norm[rows.image], rows.group, groups, keep)
+                    if family:
+                        chosen = _top_families(value / norm[rows.image], n, len(areas), keep)
+                    else:
+                        chosen = _top_per_group(value / norm[rows.image], rows.group, groups, keep)
                     rows = rows.take(chosen)
                     centre = centre.detach()[chosen].requires_grad_()
                     raw = raw.detach()[chosen].requires_grad_()
@@ -503,6 +522,10 @@ class ExtremalContour:
                         grads_k += gk
                         cost["step_batches"].append(part.image.shape[0] * copies)
                         soft.append(value.detach())
+                    if family:
+                        gc, gk = self._nesting_grad(centre, raw, precond, rows, areas, extent, height, width, edge)
+                        grads_c += gc
+                        grads_k += gk
                     if self.progressive > 0:
                         # Coarse to fine: harmonic k joins once the step passes k / (K + 1) of the ramp.
                         active = math.floor((self.harmonics + 1) * fraction / self.progressive)
@@ -521,7 +544,12 @@ class ExtremalContour:
                     step += 1
                     bar.update(1)
             value = evaluate(rows, centre.detach(), raw.detach() * precond)
-            remember(value, rows, centre.detach(), raw.detach() * precond)
+            if family:
+                # The answer is the best family as a whole (nested), not the best contour per area.
+                chosen = _top_families(value / norm[rows.image], n, len(areas), 1)
+                best_centre, best_coeffs = centre.detach()[chosen], (raw.detach() * precond)[chosen]
+            else:
+                remember(value, rows, centre.detach(), raw.detach() * precond)
         finally:
             bar.close()
 
@@ -529,6 +557,69 @@ class ExtremalContour:
             x, perturb, clean, classes, clean_score, score_fn, score_name, areas, variant, seed, names,
             best_centre, best_coeffs, history, cost, started, extent,
         )  # fmt: skip
+
+    def _nesting_grad(
+        self,
+        centre: Tensor,
+        raw: Tensor,
+        precond: Tensor,
+        rows: _Rows,
+        areas: tuple[float, ...],
+        extent: tuple[float, float],
+        height: int,
+        width: int,
+        edge: float,
+    ) -> tuple[Tensor, Tensor]:
+        """Gradient of ``nesting * sum_j |R_j \\ R_j+1| / |R_j|`` over consecutive areas of each image
+        (rows are ordered image, area, family). Drawn at a quarter of the resolution
+        (at least 32 px a side): geometry only, no model pass."""
+        factor = max(1, min(height, width) // 32)
+        factor = min(factor, 4)
+        h, w = max(8, height // factor), max(8, width // factor)
+        order = sorted(range(len(areas)), key=lambda j: areas[j])
+        n = rows.image.shape[0] // len(areas)
+        with torch.enable_grad():
+            k_leaf = raw * precond
+            scale = C.scale_for_area(k_leaf, rows.area, centre, extent)
+            masks = C.rasterize(centre, k_leaf, scale, h, w, edge=edge / factor).view(n, len(areas), -1, h * w)
+            small, large = masks[:, order[:-1]], masks[:, order[1:]]
+            outside = (small - large).clamp(min=0).sum(-1) / small.sum(-1).clamp(min=1.0)
+            loss = self.nesting * outside.sum()
+            return torch.autograd.grad(loss, [centre, raw])
+
+    def sweep(
+        self,
+        x: Tensor,
+        target: int | Sequence[int] | Tensor | Callable[..., Tensor] | None = None,
+        *,
+        areas: Sequence[float] = (0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8),
+        variant: str = "preserve",
+        seed: int = 0,
+        names: Sequence[str] | None = None,
+        nesting: float | None = 1.0,
+    ) -> ContourResult:
+        """Explain every image at several areas in one batch, with nested regions.
+
+        With ``nesting > 0`` (default 1) each start is a *family* of contours, one per area, grown
+        from one centre: a penalty ``nesting * |R_small outside R_large| / |R_small|`` couples
+        consecutive areas, successive halving keeps or drops whole families (by the sum of their
+        areas' scores), and the answer is the best family. With ``nesting=0`` every area is
+        optimised independently, exactly as :meth:`attribute`. ``docs/SWEEPS.md`` has the measured
+        effect. Use :func:`extremal_contours.sweep.importance_map` and
+        :func:`extremal_contours.sweep.profile` (or :mod:`extremal_contours.figures`) on the result.
+        """
+        areas = tuple(sorted(float(a) for a in areas))
+        if len(set(areas)) != len(areas):
+            raise ValueError(f"areas must be distinct, got {areas}")
+        saved = self.nesting
+        if nesting is not None:
+            if nesting < 0:
+                raise ValueError(f"nesting must be >= 0, got {nesting}")
+            self.nesting = nesting
+        try:
+            return self.attribute(x, target, areas=areas, variant=variant, seed=seed, names=names)
+        finally:
+            self.nesting = saved
 
     def _starts(
         self,
@@ -668,6 +759,16 @@ def _grid(side: int, w: float, h: float, device: torch.device) -> Tensor:
     ticks = (torch.arange(side, device=device, dtype=torch.float32) + 0.5) / side - 0.5
     gy, gx = torch.meshgrid(ticks * h, ticks * w, indexing="ij")
     return torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)
+
+
+def _top_families(value: Tensor, images: int, areas: int, keep: int) -> Tensor:
+    """Row indices of the ``keep`` best families per image (rows ordered image, area, family; a
+    family's score is the sum over its areas), for every area, in row order."""
+    per = value.shape[0] // (images * areas)
+    total = value.view(images, areas, per).sum(1)  # (images, per)
+    top = total.topk(min(keep, per), dim=1).indices.sort(dim=1).values  # (images, keep)
+    base = (torch.arange(images * areas, device=value.device) * per).view(images, areas, 1)
+    return (base + top[:, None, :]).reshape(-1)
 
 
 def _top_per_group(value: Tensor, group: Tensor, groups: int, keep: int) -> Tensor:

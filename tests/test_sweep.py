@@ -1,0 +1,92 @@
+"""Area sweeps: nesting, importance maps, profiles, figures and the CLI."""
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import BrightSpot, TinyNet, disc_image
+from extremal_contours import ExtremalContour
+from extremal_contours.sweep import importance_map, nesting, profile, smallest_sufficient_area, write_profile_csv
+
+AREAS = (0.05, 0.1, 0.2, 0.4)
+
+
+def test_importance_map_counts_the_smallest_region_holding_a_pixel():
+    masks = torch.zeros(1, 3, 1, 4, 4, dtype=torch.bool)
+    masks[0, 0, 0, 0, 0] = True  # area 0.1 holds pixel (0, 0)
+    masks[0, 1, 0, :2, :2] = True  # area 0.3 holds the top-left 2x2
+    masks[0, 2, 0, :, :3] = True  # area 0.6
+    got = importance_map(masks, [0.1, 0.3, 0.6])[0, 0]
+    assert got[0, 0] == pytest.approx(0.9)
+    assert got[1, 1] == pytest.approx(0.7)
+    assert got[3, 2] == pytest.approx(0.4)
+    assert got[0, 3] == 0
+    # The order of the areas given does not matter.
+    shuffled = importance_map(masks[:, [2, 0, 1]], [0.6, 0.1, 0.3])
+    assert torch.equal(shuffled, importance_map(masks, [0.1, 0.3, 0.6]))
+
+
+def test_nesting_share():
+    masks = torch.zeros(1, 2, 1, 4, 4, dtype=torch.bool)
+    masks[0, 0, 0, 0, :2] = True
+    masks[0, 1, 0, 0, 1:] = True
+    assert nesting(masks, [0.1, 0.2])[0, 0] == pytest.approx(0.5)
+
+
+def test_sweep_nests_families_and_independent_areas_need_not():
+    model = TinyNet(seed=0).eval()
+    x = torch.rand(2, 3, 48, 56, generator=torch.Generator().manual_seed(0))
+    explainer = ExtremalContour(model, iterations=24, starts=2, progress=False)
+    nested = explainer.sweep(x, 0, areas=AREAS[::-1])  # given in any order, returned sorted
+    assert nested.areas == AREAS
+    assert nesting(nested.masks, nested.areas).mean() > 0.95
+    assert torch.allclose(nested.visible_area, torch.tensor(AREAS).expand(2, -1), atol=0.01)
+    assert explainer.nesting == 0.0 and nested.settings["nesting"] == 1.0  # the explainer is unchanged
+    free = explainer.sweep(x, 0, areas=AREAS, nesting=0.0)
+    assert nesting(free.masks, free.areas).mean() < nesting(nested.masks, nested.areas).mean()
+    with pytest.raises(ValueError, match="distinct"):
+        explainer.sweep(x, 0, areas=(0.1, 0.1))
+
+
+def test_profile_and_smallest_sufficient_area(tmp_path):
+    x, _ = disc_image()
+    result = ExtremalContour(BrightSpot(), iterations=16, starts=2, progress=False).sweep(x, 0, areas=AREAS)
+    rows = profile(result)
+    assert [r["area"] for r in rows] == list(AREAS)
+    assert all(abs(r["visible_area"] - r["area"]) < 0.01 for r in rows)
+    best = smallest_sufficient_area(rows, 0.9)
+    assert best is not None and rows[[r["area"] for r in rows].index(best)]["preserve_ratio"] >= 0.9
+    assert smallest_sufficient_area([{"area": 0.1, "preserve_ratio": 0.2}], 0.9) is None
+    path = write_profile_csv(rows, tmp_path / "p.csv")
+    read = list(csv.DictReader(path.open()))
+    assert [float(r["area"]) for r in read] == list(AREAS)
+
+
+def test_figures_are_written(tmp_path):
+    from extremal_contours.figures import save_sweep
+
+    x, _ = disc_image()
+    result = ExtremalContour(BrightSpot(), iterations=8, starts=2, progress=False).sweep(x, 0, areas=AREAS, names=["disc"])
+    (folder,) = save_sweep(result, tmp_path / "out")
+    for name in ("importance.png", "profile.png", "profile.csv", "summary.png"):
+        assert (folder / name).is_file(), name
+    summary = np.asarray(Image.open(folder / "summary.png").convert("L"))
+    assert summary.shape[1] > 2 * summary.shape[0] and summary.std() > 10  # a wide page, not blank
+
+
+@pytest.mark.real
+def test_cli_sweep(tmp_path, capsys):
+    from extremal_contours import sample_image_path
+    from extremal_contours.cli import main
+
+    out = tmp_path / "sw"
+    args = ["sweep", sample_image_path(), "--areas", "0.05", "0.2", "--iterations", "6", "--starts", "2", "--quiet", "--device", "cpu", "--out", str(out)]
+    assert main(args) == 0
+    folder = out / "chelsea"
+    assert {"summary.png", "importance.png", "profile.png", "profile.csv", "explanation.json"} <= {p.name for p in folder.iterdir()}
+    capsys.readouterr()
+    assert main(args) == 0  # a re-run skips it
+    assert "already done" in capsys.readouterr().err
