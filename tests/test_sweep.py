@@ -90,3 +90,21 @@ def test_cli_sweep(tmp_path, capsys):
     capsys.readouterr()
     assert main(args) == 0  # a re-run skips it
     assert "already done" in capsys.readouterr().err
+
+
+def test_speed_comparisons_report_both_sides():
+    from extremal_contours.speed import compare_batching, compare_sweep
+
+    model = TinyNet(seed=1).eval()
+    x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    explainer = ExtremalContour(model, iterations=4, starts=1, scan=2, progress=False)
+    calls = []
+
+    def attribute(xs, ts):
+        calls.append(xs.shape[0])
+        return explainer.attribute(xs, ts)
+
+    out = compare_batching(attribute, x, torch.tensor([0, 1, 2]))
+    assert calls == [3, 1, 1, 1] and out["ratio"] > 0
+    out = compare_sweep(explainer, x[:1], 0, (0.1, 0.3))
+    assert out["areas"] == 2 and out["sweep_s"] > 0 and out["separate_s"] > 0

@@ -214,6 +214,37 @@ def cmd_speed(args: argparse.Namespace) -> int:
 
     loaded = _load(args)
     explainer = _explainer(args, loaded)
+    if args.compare == "sweep":
+        from .speed import compare_sweep
+
+        image, _ = load_image(args.image or sample_image_path())
+        x = loaded.preprocess(image)
+        areas = tuple(args.area) if len(args.area) > 1 else (0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8)
+        out = compare_sweep(explainer, x, None, areas)
+        print(f"device: {x.device}; {out['areas']} areas, one image")
+        print(f"one sweep: {out['sweep_s']:.1f} s; one attribute per area: {out['separate_s']:.1f} s; ratio {out['ratio']:.2f}")
+        return 0
+    if args.compare == "batching":
+        from .baselines import get_explainer
+        from .data import open_dataset
+        from .speed import compare_batching
+
+        if not args.data:
+            raise UsageError("--compare batching needs --data DIR (a dataset folder)")
+        samples = list(open_dataset(args.data))[:: max(1, args.stride)][: args.images]
+        x = torch.cat([loaded.preprocess(load_image(s.path)[0], "center") for s in samples])
+        targets = torch.tensor([s.label for s in samples])
+        options: dict[str, Any] = {"progress": False}
+        if args.iterations is not None:
+            options["iterations"] = args.iterations
+        method = get_explainer(args.method, loaded.model, **options)
+        out = compare_batching(lambda xs, ts: method.attribute(xs, target=ts), x, targets)
+        print(f"device: {x.device}; method {args.method}; {out['images']} images; options {options}")
+        print(
+            f"batched: {out['batched_s_per_image']:.1f} s/image; one at a time: {out['single_s_per_image']:.1f} s/image; "
+            f"ratio {out['ratio']:.2f}"
+        )
+        return 0
     image, _ = load_image(args.image or sample_image_path())
     x = loaded.preprocess(image)
     report = measure_overhead(explainer, x, repeats=args.repeats, areas=tuple(args.area))
@@ -316,6 +347,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image", nargs="?", default=None, help="picture (default: the bundled sample)")
     p.add_argument("--area", type=float, nargs="+", default=[0.1])
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--compare", choices=["overhead", "batching", "sweep"], default="overhead",
+                   help="overhead over the model (default); batched vs one image at a time (--method, --data); one sweep vs one run per area")
+    p.add_argument("--method", default="extremal_perturbation", help="method for --compare batching")
+    p.add_argument("--data", default=None, help="dataset folder for --compare batching")
+    p.add_argument("--images", type=int, default=4, help="images for --compare batching")
+    p.add_argument("--stride", type=int, default=15, help="take every N-th image of --data")
     _add_common(p)
     p.set_defaults(func=cmd_speed)
     return parser

@@ -12,6 +12,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -19,7 +20,7 @@ from torch import Tensor
 
 from .explainer import ExtremalContour
 
-__all__ = ["OverheadReport", "measure_overhead", "time_passes"]
+__all__ = ["OverheadReport", "compare_batching", "compare_sweep", "measure_overhead", "time_passes"]
 
 
 def _sync(device: torch.device) -> None:
@@ -141,3 +142,38 @@ def measure_overhead(
         device=str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else f" ({torch.get_num_threads()} threads)"),
         settings=explainer.settings(),
     )
+
+
+def compare_batching(
+    attribute: Callable[[Tensor, Tensor], object], x: Tensor, targets: Tensor, device: torch.device | None = None
+) -> dict[str, float]:
+    """Seconds per image of ``attribute(x, targets)`` on the whole batch and on one image at a time,
+    measured in one run (the batched call first, then the singles)."""
+    device = device or x.device
+    _sync(device)
+    start = time.perf_counter()
+    attribute(x, targets)
+    _sync(device)
+    batched = (time.perf_counter() - start) / x.shape[0]
+    start = time.perf_counter()
+    for i in range(x.shape[0]):
+        attribute(x[i : i + 1], targets[i : i + 1])
+    _sync(device)
+    single = (time.perf_counter() - start) / x.shape[0]
+    return {"images": x.shape[0], "batched_s_per_image": batched, "single_s_per_image": single, "ratio": single / batched}
+
+
+def compare_sweep(explainer: ExtremalContour, x: Tensor, target: int | None, areas: tuple[float, ...]) -> dict[str, float]:
+    """Seconds of one sweep over ``areas`` against one ``attribute`` per area, in one run."""
+    device = x.device
+    _sync(device)
+    start = time.perf_counter()
+    explainer.sweep(x, target, areas=areas)
+    _sync(device)
+    sweep = time.perf_counter() - start
+    start = time.perf_counter()
+    for area in areas:
+        explainer.attribute(x, target, areas=(area,))
+    _sync(device)
+    separate = time.perf_counter() - start
+    return {"areas": len(areas), "sweep_s": sweep, "separate_s": separate, "ratio": separate / sweep}
