@@ -15,9 +15,16 @@ from torch import Tensor
 from .perturbation import Perturbation
 
 __all__ = [
+    "complexity",
+    "faithfulness_correlation",
     "fidelity",
+    "insertion_deletion",
     "iou",
     "mean_pairwise_iou",
+    "pointing_game",
+    "relevance_mass",
+    "relevance_rank",
+    "sparseness",
     "top_fraction_mask",
 ]
 
@@ -93,4 +100,151 @@ def fidelity(
         "delete": drop,
         "preserve_ratio": keep / clean,
         "delete_drop": 1 - drop / clean,
+    }
+
+
+# -- localisation (ground-truth regions) ------------------------------------------------------------
+
+
+def relevance_mass(maps: Tensor, regions: Tensor) -> Tensor:
+    """Attribution inside the region / total attribution, ``(N,)`` (Arras et al.; Quantus'
+    ``RelevanceMassAccuracy`` with ``abs=False``). Empty regions give NaN."""
+    a, s = _flat(maps).double(), _flat(regions).bool()
+    out = (a * s).sum(1) / a.sum(1)
+    return out.masked_fill(s.sum(1) == 0, float("nan")).float()
+
+
+def relevance_rank(maps: Tensor, regions: Tensor) -> Tensor:
+    """Share of the ``|region|`` highest-attributed pixels that lie in the region, ``(N,)`` (Quantus'
+    ``RelevanceRankAccuracy``). Ties at the cut are shared in proportion (the expected value under a
+    random tie order), so a binary mask gets a fair score; without ties this is Quantus' value."""
+    a, s = _flat(maps).double(), _flat(regions).bool()
+    k = s.sum(1)
+    ranked = a.sort(1, descending=True).values
+    cut = ranked.gather(1, (k - 1).clamp(min=0)[:, None])  # the k-th largest value
+    above = a > cut
+    at = a == cut
+    slots = (k - above.sum(1)).double()  # places left for the pixels tied at the cut
+    hits = (above & s).sum(1).double() + slots * (at & s).sum(1).double() / at.sum(1).clamp(min=1).double()
+    out = hits / k.clamp(min=1).double()
+    return out.masked_fill(k == 0, float("nan")).float()
+
+
+def pointing_game(maps: Tensor, regions: Tensor, tolerance: int = 15) -> Tensor:
+    """1 if a pixel of maximal attribution lies within ``tolerance`` pixels of the region, else 0,
+    ``(N,)``. ``tolerance=0`` is Quantus' ``PointingGame`` (any maximal pixel inside the region)."""
+    s = regions.reshape(regions.shape[0], 1, *regions.shape[-2:]).float()
+    if tolerance > 0:
+        # Dilate by a disc of the tolerance radius (max-pool with a disc-shaped footprint).
+        r = tolerance
+        ys, xs = torch.meshgrid(torch.arange(-r, r + 1), torch.arange(-r, r + 1), indexing="ij")
+        disc = ((ys * ys + xs * xs) <= r * r).float().to(s.device)[None, None]
+        s = torch.nn.functional.conv2d(s, disc, padding=r) > 0
+    a = _flat(maps)
+    top = a == a.max(1, keepdim=True).values
+    hit = (top & _flat(s).bool()).any(1).float()
+    return hit.masked_fill(_flat(regions).sum(1) == 0, float("nan"))
+
+
+# -- map structure -----------------------------------------------------------------------------------
+
+
+def complexity(maps: Tensor) -> Tensor:
+    """Entropy of the normalised absolute attribution, ``(N,)`` (Bhatt et al.; Quantus' ``Complexity``):
+    lower is simpler."""
+    a = _flat(maps).abs().double()
+    p = a / a.sum(1, keepdim=True)
+    return (-(p * torch.log(p + 1e-12)).sum(1)).float()
+
+
+def sparseness(maps: Tensor) -> Tensor:
+    """Gini index of the absolute attribution, ``(N,)`` (Chalasani et al.; Quantus' ``Sparseness``):
+    higher is sparser."""
+    a = _flat(maps).abs().double() + 1e-7
+    n = a.shape[1]
+    a = a.sort(1).values
+    i = torch.arange(1, n + 1, dtype=a.dtype, device=a.device)
+    return (((2 * i - n - 1) * a).sum(1) / (n * a.sum(1))).float()
+
+
+# -- faithfulness (model calls) --------------------------------------------------------------------
+
+
+def _class_scores(model: Callable[[Tensor], Tensor], batch: Tensor, classes: Tensor, batch_size: int, probability: bool) -> Tensor:
+    out = torch.cat([model(batch[s : s + batch_size]) for s in range(0, batch.shape[0], batch_size)]).float()
+    if probability:
+        out = out.softmax(1)
+    return out.gather(1, classes[:, None].to(out.device))[:, 0]
+
+
+@torch.no_grad()
+def faithfulness_correlation(
+    model: Callable[[Tensor], Tensor],
+    x: Tensor,
+    maps: Tensor,
+    classes: Tensor,
+    *,
+    runs: int = 100,
+    subset: int = 224,
+    baseline: Tensor | None = None,
+    seed: int = 0,
+    batch_size: int = 32,
+) -> Tensor:
+    """Pearson correlation, over ``runs`` random pixel subsets of ``subset`` pixels, between the drop
+    of the class logit when the subset is replaced by ``baseline`` and the attribution summed over
+    the subset, ``(N,)`` (Bhatt et al.; Quantus' defaults: 100 runs of 224 pixels). ``baseline``
+    defaults to the most blurred level of the blur pyramid (the methods' own perturbation). Seeded."""
+    n, _, h, w = x.shape
+    if baseline is None:
+        baseline = Perturbation(x, "blur")(torch.zeros(n, 1, h, w, dtype=x.dtype, device=x.device), torch.arange(n, device=x.device))
+    g = torch.Generator().manual_seed(seed)
+    a = _flat(maps).double().cpu()
+    clean = _class_scores(model, x, classes, batch_size, probability=False).double().cpu()
+    out = torch.empty(n)
+    for i in range(n):
+        picks = torch.stack([torch.randperm(h * w, generator=g)[:subset] for _ in range(runs)])  # (runs, subset)
+        keep = torch.ones(runs, h * w, dtype=x.dtype)
+        keep.scatter_(1, picks, 0.0)
+        keep = keep.view(runs, 1, h, w).to(x.device)
+        batch = x[i : i + 1] * keep + baseline[i : i + 1] * (1 - keep)
+        scores = _class_scores(model, batch, classes[i].expand(runs), batch_size, probability=False).double().cpu()
+        drop = clean[i] - scores
+        attributed = a[i][picks].sum(1)
+        out[i] = float(torch.corrcoef(torch.stack([attributed, drop]))[0, 1])
+    return out
+
+
+@torch.no_grad()
+def insertion_deletion(
+    model: Callable[[Tensor], Tensor],
+    x: Tensor,
+    maps: Tensor,
+    classes: Tensor,
+    *,
+    steps: int = 32,
+    baseline: Tensor | None = None,
+    batch_size: int = 32,
+) -> dict[str, Tensor]:
+    """Insertion and deletion AUC (Petsiuk et al.), ``(N,)`` each: the class probability as pixels are
+    inserted into ``baseline`` (default: the most blurred pyramid level) or deleted from the image,
+    most attributed first, in ``steps`` equal chunks; trapezoid area over ``[0, 1]``. Ties are
+    broken by pixel order. Insertion: higher is better; deletion: lower is better."""
+    n, _, h, w = x.shape
+    if baseline is None:
+        baseline = Perturbation(x, "blur")(torch.zeros(n, 1, h, w, dtype=x.dtype, device=x.device), torch.arange(n, device=x.device))
+    order = _flat(maps).float().argsort(dim=1, descending=True, stable=True)
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(h * w, device=order.device).expand(n, -1))
+    fractions = torch.linspace(0, 1, steps + 1)
+    curves = {"insertion": torch.empty(n, steps + 1), "deletion": torch.empty(n, steps + 1)}
+    for i in range(n):
+        counts = (fractions * h * w).round().long()
+        top = (rank[i][None, :] < counts[:, None].to(rank.device)).view(steps + 1, 1, h, w).to(x.dtype)  # (S+1, 1, H, W)
+        inserted = baseline[i : i + 1] + top * (x[i : i + 1] - baseline[i : i + 1])
+        deleted = x[i : i + 1] + top * (baseline[i : i + 1] - x[i : i + 1])
+        cls = classes[i].expand(steps + 1)
+        curves["insertion"][i] = _class_scores(model, inserted, cls, batch_size, probability=True).cpu()
+        curves["deletion"][i] = _class_scores(model, deleted, cls, batch_size, probability=True).cpu()
+    return {name: torch.trapezoid(curve, fractions, dim=1) for name, curve in curves.items()} | {
+        f"{name}_curve": curve for name, curve in curves.items()
     }
