@@ -83,6 +83,15 @@ def test_same_seed_same_result_and_seeds_differ(tiny, images):
     assert not torch.equal(a.history, c.history)
 
 
+def test_an_image_explanation_does_not_depend_on_its_batch(tiny, images):
+    explainer = ExtremalContour(tiny, **FAST)
+    both = explainer.attribute(images, target=0, seed=3)
+    alone = explainer.attribute(images[1:], target=0, seed=3)
+    torch.testing.assert_close(both.centre[1], alone.centre[0], atol=1e-4, rtol=0)
+    torch.testing.assert_close(both.coeffs[1], alone.coeffs[0], atol=1e-4, rtol=0)
+    assert (both.masks[1] ^ alone.masks[0]).float().mean() < 1e-3
+
+
 def test_one_batch_per_step_and_memory_bound(tiny, images):
     calls = []
     model = tiny

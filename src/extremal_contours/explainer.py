@@ -378,6 +378,7 @@ class ExtremalContour:
 
         perturb = Perturbation(x, self.perturbation, **self.perturbation_options)
         generator = torch.Generator().manual_seed(seed)
+        per_image = len(areas) * self.starts
         groups = n * len(areas)
         group_image = torch.arange(n, device=device).repeat_interleave(len(areas))
         group_area = torch.tensor(areas, device=device).repeat(n)
@@ -454,14 +455,16 @@ class ExtremalContour:
             image=group_image.repeat_interleave(self.starts),
             group=torch.arange(groups, device=device).repeat_interleave(self.starts),
             area=group_area.repeat_interleave(self.starts),
-            flip=torch.randint(0, 2, (groups * self.starts,), generator=generator).bool().to(device),
+            # Every image draws the same numbers from the seed: an image's explanation does not
+            # depend on the other images of the batch.
+            flip=torch.randint(0, 2, (per_image,), generator=generator).bool().repeat(n).to(device),
         )
         total = rows.image.shape[0]
-        jitter = (torch.rand(total, 2, generator=generator) * 2 - 1) * 0.1 * torch.tensor(extent)
+        jitter = ((torch.rand(per_image, 2, generator=generator) * 2 - 1) * 0.1 * torch.tensor(extent)).repeat(n, 1)
         k = torch.arange(1, self.harmonics + 1, dtype=torch.float32)
         # The optimiser moves raw harmonics; a_k = raw_k / k^decay, so high orders move less per step.
         precond = (k ** -self.decay)[None, :, None].to(device)
-        noise = torch.randn(total, self.harmonics, 2, generator=generator) * (0.05 / k)[None, :, None]
+        noise = (torch.randn(per_image, self.harmonics, 2, generator=generator) * (0.05 / k)[None, :, None]).repeat(n, 1, 1)
         margin = 2 * C.pixel_unit(height, width)
         bound = torch.tensor([extent[0] / 2 - margin, extent[1] / 2 - margin], device=device)
         if family:
