@@ -57,6 +57,13 @@ def test_benchmark_rows_summary_consistency_and_resume(dataset, loaded, tmp_path
     assert len(_rows(out / "consistency.csv")) == 5 * 2  # contour only: 2 areas
     summary = (out / "summary.md").read_text()
     assert "| contour | 0.1 | 5 |" in summary and "Run-to-run consistency" in summary
+    # Map metrics: one row per (method, image, seed); boxes give localisation scores in [0, 1].
+    maps = _rows(out / "maps.csv")
+    assert len(maps) == 5 * (2 + 1)
+    for r in maps:
+        assert 0 <= float(r["relevance_mass"]) <= 1 and float(r["pointing_game"]) in (0.0, 1.0)
+        assert float(r["complexity"]) > 0 and r["insertion_auc"] == "nan"
+    assert "Attribution maps" in summary
     # A re-run does nothing more; a bigger run adds only the new work.
     run_benchmark(config, loaded, progress=False, log=logs.append)
     assert len(_rows(out / "per_image.csv")) == len(rows)
@@ -86,3 +93,14 @@ def test_fidelity_of_full_and_empty_masks():
     torch.testing.assert_close(full["preserve_ratio"], torch.ones(2))
     empty = M.fidelity(model, x, torch.zeros(2, 1, 32, 32, dtype=torch.bool), classes)
     torch.testing.assert_close(empty["delete_drop"], torch.zeros(2), atol=1e-6, rtol=0)
+
+
+def test_benchmark_faithfulness_columns(dataset, loaded, tmp_path):
+    out = tmp_path / "f"
+    config = BenchmarkConfig(data=dataset, methods=["saliency"], out=out, limit=2, faithfulness=True)
+    run_benchmark(config, loaded, progress=False, log=lambda m: None)
+    maps = _rows(out / "maps.csv")
+    assert len(maps) == 2
+    for r in maps:
+        assert -1 <= float(r["faithfulness_correlation"]) <= 1
+        assert 0 <= float(r["insertion_auc"]) <= 1 and 0 <= float(r["deletion_auc"]) <= 1

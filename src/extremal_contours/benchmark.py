@@ -24,12 +24,18 @@ from tqdm.auto import tqdm
 
 from . import metrics as M
 from .baselines import get_explainer
-from .data import open_dataset
+from .data import input_mask, open_dataset
 from .images import ImageError, load_image
 from .models import LoadedModel
 from .perturbation import Perturbation
 
 __all__ = ["FIELDS", "SEEDED", "BenchmarkConfig", "run_benchmark", "summarise"]
+
+#: Per (method, image, seed): metrics of the attribution map itself.
+MAP_FIELDS = [
+    "method", "image", "seed", "relevance_mass", "relevance_rank", "pointing_game", "complexity", "sparseness",
+    "faithfulness_correlation", "insertion_auc", "deletion_auc",
+]  # fmt: skip
 
 #: Methods whose result depends on the seed (the others run once).
 SEEDED = ("contour", "rise")
@@ -52,6 +58,9 @@ class BenchmarkConfig:
     batch: int = 8
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     resize: str = "center"
+    #: Also compute faithfulness correlation and insertion/deletion AUC (about 170 forward passes
+    #: per image and method).
+    faithfulness: bool = False
 
 
 def _done_keys(path: Path) -> set[tuple[str, str, str, str]]:
@@ -105,12 +114,16 @@ def run_benchmark(
     bar = tqdm(total=len(todo), desc="benchmark", unit="image", disable=None if progress is None else not progress)
     for start in range(0, len(todo), config.batch):
         group = todo[start : start + config.batch]
-        pictures, kept = [], []
+        pictures, kept, regions = [], [], []
         for sample in group:
             try:
                 image, _ = load_image(sample.path)
                 pictures.append(loaded.preprocess(image, config.resize))
                 kept.append(sample)
+                region = None
+                if sample.boxes:
+                    region = torch.from_numpy(input_mask(sample, image.size, lambda im: loaded.resize(im, config.resize)))
+                regions.append(region)
             except ImageError as exc:
                 _append(errors_path, ["image", "error"], [{"image": sample.name, "error": str(exc)}])
                 log(f"error: {sample.name}: {exc}")
@@ -124,6 +137,7 @@ def run_benchmark(
         classes = torch.tensor([s.label if s.label is not None else int(p) for s, p in zip(kept, predicted, strict=True)], device=device)
         rows: list[dict[str, Any]] = []
         ious: list[dict[str, Any]] = []
+        map_rows: list[dict[str, Any]] = []
         for method in config.methods:
             need = [i for i, sample in enumerate(kept) if not method_done(method, sample.name)]
             if not need:
@@ -167,6 +181,7 @@ def run_benchmark(
                             }
                         )
                 per_seed_masks.append(torch.stack(masks, 1))  # (N, A, 1, H, W)
+                map_rows += _map_metrics(method, seed, run, [regions[i] for i in need], attribution.maps, model, x_run, classes_run, config)
             if len(per_seed_masks) > 1:
                 stacked = torch.stack(per_seed_masks)  # (R, N, A, 1, H, W)
                 for j, area in enumerate(config.areas):
@@ -176,12 +191,55 @@ def run_benchmark(
                         for i, s in enumerate(run)
                     ]
         _append(rows_path, FIELDS, rows)
+        if map_rows:
+            _append(out / "maps.csv", MAP_FIELDS, map_rows)
         if ious:
             _append(iou_path, ["method", "image", "area", "runs", "iou"], ious)
         bar.update(len(group))
     bar.close()
     (out / "summary.md").write_text(summarise(out))
     return out
+
+
+def _map_metrics(
+    method: str,
+    seed: int,
+    run: list[Any],
+    regions: list[torch.Tensor | None],
+    maps: torch.Tensor,
+    model: Any,
+    x: torch.Tensor,
+    classes: torch.Tensor,
+    config: BenchmarkConfig,
+) -> list[dict[str, Any]]:
+    """Localisation (where boxes exist), structure and optionally faithfulness of the maps."""
+    maps = maps.float().cpu()
+    values: dict[str, list[float]] = {
+        "complexity": M.complexity(maps).tolist(),
+        "sparseness": M.sparseness(maps).tolist(),
+    }
+    nan = [math.nan] * len(run)
+    for name in ("relevance_mass", "relevance_rank", "pointing_game"):
+        values[name] = list(nan)
+    have = [i for i, r in enumerate(regions) if r is not None and bool(r.any())]
+    if have:
+        gt = torch.stack([regions[i] for i in have])[:, None]
+        sub = maps[have]
+        for name, fn in (("relevance_mass", M.relevance_mass), ("relevance_rank", M.relevance_rank), ("pointing_game", M.pointing_game)):
+            for k, v in zip(have, fn(sub, gt).tolist(), strict=True):
+                values[name][k] = v
+    for name in ("faithfulness_correlation", "insertion_auc", "deletion_auc"):
+        values[name] = list(nan)
+    if config.faithfulness:
+        device = x.device
+        values["faithfulness_correlation"] = M.faithfulness_correlation(model, x, maps.to(device), classes, seed=seed).tolist()
+        auc = M.insertion_deletion(model, x, maps.to(device), classes)
+        values["insertion_auc"] = auc["insertion"].tolist()
+        values["deletion_auc"] = auc["deletion"].tolist()
+    return [
+        {"method": method, "image": sample.name, "seed": seed} | {k: _fmt(v[i]) for k, v in values.items()}
+        for i, sample in enumerate(run)
+    ]
 
 
 def _interval(values: list[float]) -> tuple[float, float, float]:
@@ -229,4 +287,28 @@ def summarise(out: Path) -> str:
             runs = next(r["runs"] for r in ious if r["method"] == method and r["area"] == area)
             table.append(f"| {method} | {area} | {len(values)} | {runs} | {mean:.3f} [{lo:.3f}, {hi:.3f}] |")
         text += "\n## Run-to-run consistency\n\n" + "\n".join(table) + "\n"
+    maps_path = out / "maps.csv"
+    if maps_path.is_file():
+        with maps_path.open(newline="") as handle:
+            rows_m = list(csv.DictReader(handle))
+        names = MAP_FIELDS[3:]
+        table = ["| method | images | " + " | ".join(n.replace("_", " ") for n in names) + " |", "|---|---|" + "---|" * len(names)]
+        for method in sorted({r["method"] for r in rows_m}):
+            group = [r for r in rows_m if r["method"] == method]
+            cells = []
+            for name in names:
+                vals = [float(r[name]) for r in group if r[name] not in ("", "nan")]
+                vals = [v for v in vals if not math.isnan(v)]
+                if not vals:
+                    cells.append("-")
+                    continue
+                mean, lo, hi = _interval(vals)
+                cells.append(f"{mean:.3f} [{lo:.3f}, {hi:.3f}]" if len(vals) > 1 else f"{mean:.3f}")
+            table.append(f"| {method} | {len({r['image'] for r in group})} | " + " | ".join(cells) + " |")
+        text += (
+            "\n## Attribution maps (mean [95% CI]; localisation only where boxes exist)\n\n"
+            "Contour and dense EP maps are their binary regions at the benchmark's areas (averaged when several).\n\n"
+            + "\n".join(table)
+            + "\n"
+        )
     return text
