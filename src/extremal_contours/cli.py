@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -17,7 +18,7 @@ from . import __version__, sample_image_path
 from .explainer import VARIANTS, ExtremalContour
 from .images import ImageError, find_images, load_image
 from .models import DEFAULT_MODEL, LoadedModel, ModelError, load_model
-from .targets import SCORES
+from .targets import SCORES, describe
 
 #: Longest side of the overlay drawn on the original picture.
 OVERLAY_MAX_SIDE = 2048
@@ -168,6 +169,10 @@ def _explain_pictures(args: argparse.Namespace, sweep: bool) -> int:
         "sweep": sweep,
         "settings": explainer.settings(),
     }
+    if getattr(args, "store", False):
+        if sweep:
+            raise UsageError("--store is for explain (sweeps write figures per picture)")
+        return _explain_to_store(args, paths, files, loaded, explainer, target, areas, job)
     used: set[str] = set()
     done = failed = skipped = 0
     bar = tqdm(files, desc="explain", unit="image", disable=args.quiet or len(files) == 1)
@@ -207,6 +212,120 @@ def _explain_pictures(args: argparse.Namespace, sweep: bool) -> int:
     if len(files) > 1:
         print(f"{done} explained, {skipped} already done, {failed} failed -> {out}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _distributed() -> tuple[int, int]:
+    """``(rank, world)`` under ``torchrun`` (a gloo or NCCL process group is started), else ``(0, 1)``."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _image_key(path: Path, roots: list[Path]) -> str:
+    for root in roots:
+        if root.is_dir():
+            try:
+                return path.resolve().relative_to(root.resolve()).as_posix()
+            except ValueError:
+                continue
+    return path.name
+
+
+def _explain_to_store(
+    args: argparse.Namespace,
+    paths: list[Any],
+    files: list[Path],
+    loaded: LoadedModel,
+    explainer: ExtremalContour,
+    target: int | None,
+    areas: tuple[float, ...],
+    job: dict[str, Any],
+) -> int:
+    """Explain ``files`` into one SQLite result store under ``--out`` (sharded under torchrun)."""
+    from .store import ResultStore, done_images, failed_images, merge, settings_key, shard_path
+
+    rank, world = _distributed()
+    main_file = Path(args.out) / "explanations.sqlite"
+    extra = {"model": job["model"], "weights": job["weights"], "requested_target": target}
+    key = settings_key(explainer.settings() | extra | {"variant": args.variant, "score": describe(explainer.score)})
+    roots = [Path(p) for p in paths]
+    keys = [_image_key(f, roots) for f in files]
+    done = set() if args.force else done_images(main_file, key, "contour", args.seed, areas)
+    bad = {} if args.force else failed_images(main_file)
+    for name in sorted(set(bad) & set(keys)):
+        if rank == 0:
+            print(f"{name}: skipped, failed before: {bad[name]} (--force retries)", file=sys.stderr)
+    done |= set(bad)
+    mine = [(f, k) for i, (f, k) in enumerate(zip(files, keys, strict=True)) if i % world == rank]
+    todo = [(f, k) for f, k in mine if k not in done]
+    store = ResultStore(main_file if world == 1 else shard_path(main_file, rank))
+    if rank == 0:
+        print(f"{len(files)} pictures, {len(files) - len([k for k in keys if k not in done])} already stored, {world} process(es) -> {main_file}", file=sys.stderr)
+    failed = 0
+    bar = tqdm(todo, desc=f"explain[{rank}]" if world > 1 else "explain", unit="image", disable=args.quiet, position=rank)
+    for path, name in bar:
+        try:
+            image, _ = load_image(path)
+            x = loaded.preprocess(image)
+            result = explainer.attribute(x, target, areas=areas, variant=args.variant, seed=args.seed, names=[name])
+            result = replace(result, settings=result.settings | extra)
+            store.add(result, images=[name], sources=[str(path.resolve())])
+        except (ImageError, ValueError, TypeError, RuntimeError) as exc:
+            failed += 1
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            store.add_error(name, message)
+            tqdm.write(f"error: {path}: {message}", file=sys.stderr)
+    bar.close()
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+        if rank == 0:
+            total = merge(main_file)
+            print(f"merged {world} shards: {total} rows in {main_file}", file=sys.stderr)
+        dist.barrier()
+        dist.destroy_process_group()
+    else:
+        total = merge(main_file)  # shards a killed sharded run left behind
+        print(f"{total} rows in {main_file}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from .store import load_results, redraw
+    from .viz import draw_overlay, mask_image
+
+    try:
+        rows = load_results(args.results if not Path(args.results).is_dir() else Path(args.results) / "explanations.sqlite", image=args.image)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from exc
+    if args.area is not None:
+        rows = [r for r in rows if abs(r["area"] - args.area) < 1e-9]
+    if not rows:
+        raise UsageError(f"no stored explanation of {args.image!r}" + (f" at area {args.area}" if args.area is not None else ""))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for row in rows:
+        mask = redraw(row)
+        tag = f"{Path(row['image']).stem}_area{row['area']:.4g}_seed{int(row['seed'])}"
+        mask_image(mask.numpy()).save(out / f"mask_{tag}.png")
+        picture = None
+        if row["source"] and Path(row["source"]).is_file():
+            loaded_picture, _ = load_image(row["source"])
+            picture = loaded_picture.resize((int(row["width"]), int(row["height"])))
+        if picture is None:
+            picture = Image.new("RGB", (int(row["width"]), int(row["height"])), (200, 200, 200))
+        draw_overlay(picture, [row["polygon"]]).save(out / f"overlay_{tag}.png")
+        ratio = (row["preserve_probability"] / row["clean_probability"]) if row["clean_probability"] else row["preserve_score"] / row["clean_score"]
+        print(f"{row['image']}: target {int(row['target'])} area {row['area']:g} seed {int(row['seed'])} preserve {ratio:.2f} -> {out / f'overlay_{tag}.png'}")
+    return 0
 
 
 def cmd_speed(args: argparse.Namespace) -> int:
@@ -314,8 +433,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", choices=VARIANTS, default="preserve")
     p.add_argument("--out", default="explanations", help="output folder (default ./explanations)")
     p.add_argument("--force", action="store_true", help="redo pictures already explained with the same settings")
+    p.add_argument("--store", action="store_true", help="write rows to OUT/explanations.sqlite (one per picture and area) instead of folders; shards under torchrun")
     _add_common(p)
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("show", help="redraw stored explanations (from explain --store)")
+    p.add_argument("results", help="the store file or its folder")
+    p.add_argument("--image", required=True, help="the picture's name in the store")
+    p.add_argument("--area", type=float, default=None)
+    p.add_argument("--out", default="shown", help="folder for the redrawn masks and overlays")
+    p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("sweep", help="explain pictures at several areas: importance map, fidelity-area profile, summary figure")
     p.add_argument("images", nargs="*", metavar="IMAGE_OR_FOLDER", help="pictures or folders (default: the bundled sample)")
@@ -365,7 +492,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if getattr(args, "quiet", False):
-            import os
 
             os.environ.setdefault("TQDM_DISABLE", "1")
         return int(args.func(args))

@@ -182,7 +182,7 @@ def load_model(
         name: ``efficientnet_lite0`` (default), ``efficientnet_lite1``, ``efficientnet_lite2``, or a
             torchvision / timm architecture name (e.g. ``resnet50``, ``vit_small_patch16_224.dino``).
         weights: a state-dict file for the architecture; for the embedded models, optional.
-            ``"random"`` keeps random weights (for tests only: the explanations mean nothing).
+            ``"random"`` keeps random weights, seeded (for tests only: the explanations mean nothing).
         device: where to put the model.
         num_classes: classes of the head (for weights with a different head; 0 for no head in timm).
 
@@ -195,7 +195,12 @@ def load_model(
     if key in EMBEDDED and weights is None:
         model, cfg = _embedded(key)
     else:
-        model, cfg, source = _architecture(name if key not in EMBEDDED else EMBEDDED[key][3], num_classes)
+        if random:  # the same random model in every process and run (sharded tests compare them)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                model, cfg, source = _architecture(name if key not in EMBEDDED else EMBEDDED[key][3], num_classes)
+        else:
+            model, cfg, source = _architecture(name if key not in EMBEDDED else EMBEDDED[key][3], num_classes)
         if weights is None:
             raise ModelError(
                 f"no weights on disk for {name!r}: pass weights=PATH (CLI: --weights PATH) with a {source} state dict "
