@@ -15,7 +15,7 @@ from extremal_contours import ExtremalContour
 from extremal_contours.cli import main
 from extremal_contours.store import KEY, ResultStore, load_results, merge, redraw, shard_path
 
-FAST = ["--model", "resnet18", "--weights", "random", "--iterations", "3", "--starts", "1", "--quiet", "--device", "cpu"]
+FAST = ["--model", "mobilenet_v3_small", "--weights", "random", "--iterations", "3", "--starts", "1", "--quiet", "--device", "cpu"]
 
 
 @pytest.fixture

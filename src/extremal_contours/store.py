@@ -1,5 +1,6 @@
 """A compact store for many explanations: one SQLite file, one row per (image, target, area, method,
-seed, settings).
+seed, settings); each distinct settings dict (and the library versions) is stored once, in its own
+table, keyed by a hash.
 
 A contour is a few numbers (centre, harmonics, scale), so a whole dataset's explanations fit in one
 small table; masks are redrawn from the parameters (:func:`redraw`), never stored. SQLite is in
@@ -37,11 +38,11 @@ COLUMNS = (
     "variant", "score", "height", "width", "centre_x", "centre_y", "scale", "coeffs", "polygon",
     "visible_area", "clean_score", "preserve_score", "delete_score",
     "clean_probability", "preserve_probability", "delete_probability",
-    "seconds", "forward_backward", "settings", "versions", "source",
+    "seconds", "forward_backward", "source",
 )  # fmt: skip
 KEY = ("image", "target", "area", "method", "seed", "settings_key")
 
-_TEXT = ("image", "method", "settings_key", "variant", "score", "coeffs", "polygon", "settings", "versions", "source")
+_TEXT = ("image", "method", "settings_key", "variant", "score", "coeffs", "polygon", "source")
 _TYPES = {c: "TEXT" for c in _TEXT} | {c: "INTEGER" for c in ("target", "seed", "height", "width")}
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS explanations (
@@ -49,6 +50,7 @@ CREATE TABLE IF NOT EXISTS explanations (
     PRIMARY KEY ({", ".join(KEY)})
 );
 CREATE TABLE IF NOT EXISTS errors (image TEXT PRIMARY KEY, error TEXT);
+CREATE TABLE IF NOT EXISTS settings (settings_key TEXT PRIMARY KEY, settings TEXT, versions TEXT);
 """
 
 
@@ -95,6 +97,11 @@ class ResultStore:
         """Store every (image, area) of ``result`` in one transaction; returns the rows written."""
         rows = list(rows_of(result, method=method, images=images, sources=sources))
         with closing(_connect(self.path)) as con, con:
+            if rows:
+                con.execute(
+                    "INSERT OR IGNORE INTO settings VALUES (?, ?, ?)",
+                    (rows[0]["settings_key"], json.dumps(result.settings, sort_keys=True, default=str), json.dumps(result.versions, sort_keys=True)),
+                )
             con.executemany(
                 f"INSERT OR REPLACE INTO explanations ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
                 [tuple(r[c] for c in COLUMNS) for r in rows],
@@ -136,8 +143,8 @@ def rows_of(result: ContourResult, *, method: str = "contour", images: Sequence[
                 "centre_x": float(result.centre[i, j, 0]),
                 "centre_y": float(result.centre[i, j, 1]),
                 "scale": float(result.scale[i, j]),
-                "coeffs": json.dumps([[round(float(v), 7) for v in pair] for pair in result.coeffs[i, j].tolist()]),
-                "polygon": json.dumps([[round(float(v), 2) for v in p] for p in result.polygons[i, j].tolist()]),
+                "coeffs": json.dumps([[round(float(v), 7) for v in pair] for pair in result.coeffs[i, j].tolist()], separators=(",", ":")),
+                "polygon": json.dumps([[round(float(v), 1) for v in p] for p in result.polygons[i, j].tolist()], separators=(",", ":")),
                 "visible_area": float(result.visible_area[i, j]),
                 "clean_score": float(result.clean_score[i]),
                 "preserve_score": float(result.preserve_score[i, j]),
@@ -147,8 +154,6 @@ def rows_of(result: ContourResult, *, method: str = "contour", images: Sequence[
                 "delete_probability": value(result.delete_probability, i, j),
                 "seconds": float(result.cost.get("seconds", float("nan"))) / max(1, result.num_images),
                 "forward_backward": float(result.cost.get("forward_backward", 0)) / max(1, result.num_images * len(result.areas)),
-                "settings": json.dumps(result.settings, sort_keys=True, default=str),
-                "versions": json.dumps(result.versions, sort_keys=True),
                 "source": sources[i] if sources is not None else None,
             }
 
@@ -157,7 +162,14 @@ def _read(path: Path, where: str = "", args: Iterable[Any] = ()) -> list[dict[st
     with closing(sqlite3.connect(str(path), timeout=60)) as con:
         con.row_factory = sqlite3.Row
         try:
-            return [dict(r) for r in con.execute(f"SELECT * FROM explanations {where} ORDER BY image, area, method, seed", tuple(args))]
+            return [
+                dict(r)
+                for r in con.execute(
+                    f"SELECT e.*, s.settings, s.versions FROM explanations e LEFT JOIN settings s USING (settings_key) {where} "
+                    "ORDER BY image, area, method, seed",
+                    tuple(args),
+                )
+            ]
         except sqlite3.OperationalError:  # no table yet
             return []
 
@@ -168,7 +180,7 @@ def load_results(path: str | os.PathLike[str], image: str | None = None, include
     files = store_files(path) if include_shards else [Path(path)]
     if not files:
         raise FileNotFoundError(f"no result store at {path}")
-    where, args = ("WHERE image = ?", (image,)) if image is not None else ("", ())
+    where, args = ("WHERE e.image = ?", (image,)) if image is not None else ("", ())
     seen: dict[tuple[Any, ...], dict[str, Any]] = {}
     for file in files:
         for row in _read(file, where, args):
@@ -222,6 +234,7 @@ def merge(path: str | os.PathLike[str]) -> int:
                 with con:
                     con.execute("INSERT OR IGNORE INTO explanations SELECT * FROM shard.explanations")
                     con.execute("INSERT OR IGNORE INTO errors SELECT * FROM shard.errors")
+                    con.execute("INSERT OR IGNORE INTO settings SELECT * FROM shard.settings")
             except sqlite3.OperationalError:  # an empty shard (no tables)
                 pass
             con.execute("DETACH DATABASE shard")
