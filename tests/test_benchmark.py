@@ -104,3 +104,18 @@ def test_benchmark_faithfulness_columns(dataset, loaded, tmp_path):
     for r in maps:
         assert -1 <= float(r["faithfulness_correlation"]) <= 1
         assert 0 <= float(r["insertion_auc"]) <= 1 and 0 <= float(r["deletion_auc"]) <= 1
+
+
+def test_random_targets_are_never_the_prediction_and_repeat(dataset, loaded, tmp_path):
+    rows = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        config = BenchmarkConfig(data=dataset, methods=["saliency"], out=out, random_target=True)
+        run_benchmark(config, loaded, progress=False, log=lambda m: None)
+        rows.append(_rows(out / "per_image.csv"))
+    assert [r["label"] for r in rows[0]] == [r["label"] for r in rows[1]]
+    predicted = {}
+    for r in rows[0]:
+        x = torch.from_numpy(np.asarray(Image.open(dataset / r["image"]).convert("RGB").resize((32, 32)), dtype=np.float32))
+        predicted[r["image"]] = int(loaded.model((x.permute(2, 0, 1)[None] / 255 - 0.5) / 0.5).argmax(1))
+    assert all(int(r["label"]) != predicted[r["image"]] for r in rows[0])

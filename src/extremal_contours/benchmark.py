@@ -61,6 +61,8 @@ class BenchmarkConfig:
     #: Also compute faithfulness correlation and insertion/deletion AUC (about 170 forward passes
     #: per image and method).
     faithfulness: bool = False
+    #: Adversarial-artifact check: explain a seeded random class the model does not predict.
+    random_target: bool = False
 
 
 def _done_keys(path: Path) -> set[tuple[str, str, str, str]]:
@@ -133,8 +135,11 @@ def run_benchmark(
         device = next(iter(model.parameters())).device
         x = torch.cat(pictures).to(device)
         with torch.no_grad():
-            predicted = model(x).argmax(1)
+            logits = model(x)
+            predicted, logits_width = logits.argmax(1), logits.shape[1]
         classes = torch.tensor([s.label if s.label is not None else int(p) for s, p in zip(kept, predicted, strict=True)], device=device)
+        if config.random_target:
+            classes = torch.tensor([_random_class(s.name, int(p), logits_width) for s, p in zip(kept, predicted, strict=True)], device=device)
         rows: list[dict[str, Any]] = []
         ious: list[dict[str, Any]] = []
         map_rows: list[dict[str, Any]] = []
@@ -199,6 +204,14 @@ def run_benchmark(
     bar.close()
     (out / "summary.md").write_text(summarise(out))
     return out
+
+
+def _random_class(name: str, predicted: int, classes: int) -> int:
+    """A class other than ``predicted``, fixed by the image name (the same in every run)."""
+    import zlib
+
+    g = torch.Generator().manual_seed(zlib.crc32(name.encode()))
+    return (predicted + 1 + int(torch.randint(classes - 1, (1,), generator=g))) % classes
 
 
 def _map_metrics(

@@ -409,6 +409,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         batch=args.batch,
         options=options,
         faithfulness=args.faithfulness,
+        random_target=args.random_target,
     )
     try:
         out = run_benchmark(config, loaded, progress=False if args.quiet else None, log=lambda m: print(m, file=sys.stderr))
@@ -464,6 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stride", type=int, default=1, help="take every N-th image")
     p.add_argument("--batch", type=int, default=8, help="images per call")
     p.add_argument("--option", action="append", default=[], metavar="METHOD.NAME=VALUE", help="a method option, e.g. contour.iterations=32")
+    p.add_argument("--random-target", action="store_true", help="adversarial-artifact check: explain a seeded random class the model does not predict")
     p.add_argument("--faithfulness", action="store_true", help="also faithfulness correlation and insertion/deletion AUC (~170 passes per image and method)")
     p.add_argument("--out", default="benchmark", help="output folder (re-running continues)")
     p.add_argument("--model", default=DEFAULT_MODEL)
