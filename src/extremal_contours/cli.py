@@ -449,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="*", metavar="IMAGE_OR_FOLDER", help="pictures or folders (default: the bundled sample)")
     p.add_argument("--target", default=None, help="class index or name to explain (default: the predicted class)")
     p.add_argument("--area", "--areas", dest="area", type=float, nargs="+", default=[0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8])
-    p.add_argument("--nesting", type=float, default=1.0, help="weight of the nesting penalty between consecutive areas (0: independent areas)")
+    p.add_argument("--nesting", type=float, default=5.0, help="weight of the nesting penalty between consecutive areas (0: independent areas)")
     p.add_argument("--variant", choices=VARIANTS, default="preserve")
     p.add_argument("--out", default="sweeps", help="output folder (default ./sweeps)")
     p.add_argument("--force", action="store_true", help="redo pictures already done with the same settings")

@@ -599,11 +599,11 @@ class ExtremalContour:
         variant: str = "preserve",
         seed: int = 0,
         names: Sequence[str] | None = None,
-        nesting: float | None = 1.0,
+        nesting: float | None = 5.0,
     ) -> ContourResult:
         """Explain every image at several areas in one batch, with nested regions.
 
-        With ``nesting > 0`` (default 1) each start is a *family* of contours, one per area, grown
+        With ``nesting > 0`` (default 5) each start is a *family* of contours, one per area, grown
         from one centre: a penalty ``nesting * |R_small outside R_large| / |R_small|`` couples
         consecutive areas, successive halving keeps or drops whole families (by the sum of their
         areas' scores), and the answer is the best family. With ``nesting=0`` every area is
