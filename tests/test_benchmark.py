@@ -119,3 +119,28 @@ def test_random_targets_are_never_the_prediction_and_repeat(dataset, loaded, tmp
         x = torch.from_numpy(np.asarray(Image.open(dataset / r["image"]).convert("RGB").resize((32, 32)), dtype=np.float32))
         predicted[r["image"]] = int(loaded.model((x.permute(2, 0, 1)[None] / 255 - 0.5) / 0.5).argmax(1))
     assert all(int(r["label"]) != predicted[r["image"]] for r in rows[0])
+
+
+def test_benchmark_under_torchrun_matches_one_process(dataset, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TQDM_DISABLE="1")
+    args = ["-m", "extremal_contours", "benchmark", "--data", str(dataset), "--methods", "saliency,contour",
+            "--option", "contour.iterations=3", "--option", "contour.starts=1", "--batch", "2",
+            "--model", "mobilenet_v3_small", "--weights", "random", "--device", "cpu", "--quiet"]  # fmt: skip
+    subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one")], env=env, capture_output=True, check=True)
+    two = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29544", *args, "--out", str(tmp_path / "two")],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert two.returncode == 0, two.stderr[-2000:]
+    a, b = _rows(tmp_path / "one" / "per_image.csv"), _rows(tmp_path / "two" / "per_image.csv")
+    key = lambda r: (r["method"], r["image"], r["area"], r["seed"])  # noqa: E731
+    a, b = sorted(a, key=key), sorted(b, key=key)
+    assert [key(r) for r in a] == [key(r) for r in b] and len(a) == 5 * 2
+    for ra, rb in zip(a, b, strict=True):
+        assert float(ra["preserve_ratio"]) == pytest.approx(float(rb["preserve_ratio"]), rel=1e-3, abs=1e-4)
+    assert _rows(tmp_path / "two" / "errors.csv")[0]["image"] == "broken.png"
+    assert not (tmp_path / "two" / "shards").exists() or not any((tmp_path / "two" / "shards").iterdir())

@@ -92,16 +92,23 @@ def run_benchmark(
     """Run (or continue) a benchmark; returns the output folder."""
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows_path, iou_path, errors_path = out / "per_image.csv", out / "consistency.csv", out / "errors.csv"
+    rank, world = distributed_rank()
+    # Under torchrun each rank appends to its own files under shards/; rank 0 merges them at the end.
+    part = out if world == 1 else out / "shards" / f"rank{rank}"
+    part.mkdir(parents=True, exist_ok=True)
+    rows_path, iou_path, errors_path = part / "per_image.csv", part / "consistency.csv", part / "errors.csv"
+    maps_path = part / "maps.csv"
     dataset = open_dataset(config.data)
     samples = list(dataset)[:: max(1, config.stride)]
     if config.limit is not None:
         samples = samples[: config.limit]
-    done = _done_keys(rows_path)
+    parts = [out, *sorted(p for p in (out / "shards").glob("rank*") if p.is_dir())] if (out / "shards").is_dir() else [out]
+    done = set().union(*(_done_keys(p / "per_image.csv") for p in parts))
     failed = set()
-    if errors_path.is_file():
-        with errors_path.open(newline="") as handle:
-            failed = {r["image"] for r in csv.DictReader(handle)}
+    for p in parts:
+        if (p / "errors.csv").is_file():
+            with (p / "errors.csv").open(newline="") as handle:
+                failed |= {r["image"] for r in csv.DictReader(handle)}
 
     def method_done(method: str, name: str) -> bool:
         seeds = config.seeds if method in SEEDED else config.seeds[:1]
@@ -111,7 +118,8 @@ def run_benchmark(
         return all(method_done(m, name) for m in config.methods)
 
     todo = [s for s in samples if not complete(s.name) and s.name not in failed]
-    log(f"{len(samples)} images, {len(samples) - len(todo)} already done, {len(todo)} to run -> {out}")
+    log(f"{len(samples)} images, {len(samples) - len(todo)} already done, {len(todo)} to run -> {out}" + (f" ({world} processes)" if world > 1 and rank == 0 else ""))
+    todo = todo[rank::world]
     model = loaded.model
     bar = tqdm(total=len(todo), desc="benchmark", unit="image", disable=None if progress is None else not progress)
     for start in range(0, len(todo), config.batch):
@@ -197,13 +205,79 @@ def run_benchmark(
                     ]
         _append(rows_path, FIELDS, rows)
         if map_rows:
-            _append(out / "maps.csv", MAP_FIELDS, map_rows)
+            _append(maps_path, MAP_FIELDS, map_rows)
         if ious:
             _append(iou_path, ["method", "image", "area", "runs", "iou"], ious)
         bar.update(len(group))
     bar.close()
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+        if rank == 0:
+            merge_shards(out)
+            (out / "summary.md").write_text(summarise(out))
+        dist.barrier()
+        return out
+    merge_shards(out)  # what a killed sharded run left behind
     (out / "summary.md").write_text(summarise(out))
     return out
+
+
+def distributed_rank() -> tuple[int, int]:
+    """``(rank, world)`` under ``torchrun`` (a gloo or NCCL process group is started), else ``(0, 1)``."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+_KEYS = {
+    "per_image.csv": ("method", "image", "area", "seed"),
+    "consistency.csv": ("method", "image", "area"),
+    "maps.csv": ("method", "image", "seed"),
+    "errors.csv": ("image",),
+}
+
+
+def merge_shards(out: Path) -> None:
+    """Append every shard's rows missing from the main CSVs (by key), then remove the shards."""
+    import shutil
+
+    shards = sorted(p for p in (out / "shards").glob("rank*") if p.is_dir()) if (out / "shards").is_dir() else []
+    if not shards:
+        return
+    for name, key in _KEYS.items():
+        main = out / name
+        seen = set()
+        fields: list[str] | None = None
+        if main.is_file():
+            with main.open(newline="") as handle:
+                reader = csv.DictReader(handle)
+                fields = list(reader.fieldnames or [])
+                seen = {tuple(r[k] for k in key) for r in reader}
+        new = []
+        for shard in shards:
+            if not (shard / name).is_file():
+                continue
+            with (shard / name).open(newline="") as handle:
+                reader = csv.DictReader(handle)
+                fields = fields or list(reader.fieldnames or [])
+                for r in reader:
+                    k = tuple(r[c] for c in key)
+                    if k not in seen:
+                        seen.add(k)
+                        new.append(r)
+        if new and fields:
+            _append(main, fields, new)
+    for shard in shards:
+        shutil.rmtree(shard)
 
 
 def _random_class(name: str, predicted: int, classes: int) -> int:

@@ -215,15 +215,9 @@ def _explain_pictures(args: argparse.Namespace, sweep: bool) -> int:
 
 
 def _distributed() -> tuple[int, int]:
-    """``(rank, world)`` under ``torchrun`` (a gloo or NCCL process group is started), else ``(0, 1)``."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1
-    import torch.distributed as dist
+    from .benchmark import distributed_rank
 
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), dist.get_world_size()
+    return distributed_rank()
 
 
 def _image_key(path: Path, roots: list[Path]) -> str:
