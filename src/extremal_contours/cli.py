@@ -205,7 +205,7 @@ def _explain_pictures(args: argparse.Namespace, sweep: bool) -> int:
                 save_sweep(result, folder)
         except (ImageError, ValueError, TypeError, RuntimeError) as exc:
             failed += 1
-            tqdm.write(f"error: {path}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}", file=sys.stderr)
+            tqdm.write(f"error: {path}: {_one_line(exc)}", file=sys.stderr)
             continue
         done += 1
         tqdm.write(_summary(path.name, result, folder))
@@ -214,10 +214,10 @@ def _explain_pictures(args: argparse.Namespace, sweep: bool) -> int:
     return 1 if failed else 0
 
 
-def _distributed() -> tuple[int, int]:
-    from .benchmark import distributed_rank
-
-    return distributed_rank()
+def _one_line(exc: BaseException) -> str:
+    """The first line of an error's message (its type when it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _image_key(path: Path, roots: list[Path]) -> str:
@@ -241,9 +241,10 @@ def _explain_to_store(
     job: dict[str, Any],
 ) -> int:
     """Explain ``files`` into one SQLite result store under ``--out`` (sharded under torchrun)."""
+    from .benchmark import distributed_rank
     from .store import ResultStore, done_images, failed_images, merge, settings_key, shard_path
 
-    rank, world = _distributed()
+    rank, world = distributed_rank()
     main_file = Path(args.out) / "explanations.sqlite"
     extra = {"model": job["model"], "weights": job["weights"], "requested_target": target}
     key = settings_key(explainer.settings() | extra | {"variant": args.variant, "score": describe(explainer.score)})
@@ -271,7 +272,7 @@ def _explain_to_store(
             store.add(result, images=[name], sources=[str(path.resolve())])
         except (ImageError, ValueError, TypeError, RuntimeError) as exc:
             failed += 1
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            message = _one_line(exc)
             store.add_error(name, message)
             tqdm.write(f"error: {path}: {message}", file=sys.stderr)
     bar.close()

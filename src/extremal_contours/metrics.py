@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from .perturbation import Perturbation
+from .perturbation import Perturbation, blur_pyramid
 
 __all__ = [
     "complexity",
@@ -87,13 +87,9 @@ def fidelity(
     index = torch.arange(n, device=x.device)
     m = masks.to(x.dtype).reshape(n, 1, *x.shape[-2:])
 
-    def prob(batch: Tensor) -> Tensor:
-        out = torch.cat([model(batch[s : s + batch_size]) for s in range(0, batch.shape[0], batch_size)])
-        return out.float().softmax(1).gather(1, classes[:, None].to(out.device))[:, 0]
-
-    clean = prob(x)
-    keep = prob(perturb(m, index))
-    drop = prob(perturb(1 - m, index))
+    clean = _class_scores(model, x, classes, batch_size, probability=True)
+    keep = _class_scores(model, perturb(m, index), classes, batch_size, probability=True)
+    drop = _class_scores(model, perturb(1 - m, index), classes, batch_size, probability=True)
     return {
         "clean": clean,
         "preserve": keep,
@@ -170,6 +166,12 @@ def sparseness(maps: Tensor) -> Tensor:
 # -- faithfulness (model calls) --------------------------------------------------------------------
 
 
+def _most_blurred(x: Tensor) -> Tensor:
+    """The default baseline: level 0 of the methods' blur pyramid (the image blurred at ``max_sigma``),
+    without building the other levels."""
+    return blur_pyramid(x, levels=2)[:, 0]
+
+
 def _class_scores(model: Callable[[Tensor], Tensor], batch: Tensor, classes: Tensor, batch_size: int, probability: bool) -> Tensor:
     out = torch.cat([model(batch[s : s + batch_size]) for s in range(0, batch.shape[0], batch_size)]).float()
     if probability:
@@ -196,7 +198,7 @@ def faithfulness_correlation(
     defaults to the most blurred level of the blur pyramid (the methods' own perturbation). Seeded."""
     n, _, h, w = x.shape
     if baseline is None:
-        baseline = Perturbation(x, "blur")(torch.zeros(n, 1, h, w, dtype=x.dtype, device=x.device), torch.arange(n, device=x.device))
+        baseline = _most_blurred(x)
     g = torch.Generator().manual_seed(seed)
     a = _flat(maps).double().cpu()
     clean = _class_scores(model, x, classes, batch_size, probability=False).double().cpu()
@@ -231,7 +233,7 @@ def insertion_deletion(
     broken by pixel order. Insertion: higher is better; deletion: lower is better."""
     n, _, h, w = x.shape
     if baseline is None:
-        baseline = Perturbation(x, "blur")(torch.zeros(n, 1, h, w, dtype=x.dtype, device=x.device), torch.arange(n, device=x.device))
+        baseline = _most_blurred(x)
     order = _flat(maps).float().argsort(dim=1, descending=True, stable=True)
     rank = torch.empty_like(order)
     rank.scatter_(1, order, torch.arange(h * w, device=order.device).expand(n, -1))

@@ -91,21 +91,27 @@ class _Method:
         raise NotImplementedError
 
 
+def _mask_output(result: Any, maps: Tensor, masks: Tensor) -> dict[str, Any]:
+    """The common interface's fields for a mask method's result (contour or dense EP)."""
+    return {
+        "maps": maps,
+        "classes": result.classes,
+        "masks": masks,
+        "areas": result.areas,
+        "forward_backward": result.cost["forward_backward"],
+        "forward": result.cost["forward"],
+        "detail": result,
+    }
+
+
 class _Contour(_Method):
     name = "contour"
     uses_masks = True
 
     def _attribute(self, x: Tensor, target: Any, areas: Sequence[float] = (0.1,), seed: int = 0, **kw: Any) -> dict[str, Any]:
         result = ExtremalContour(self.model, **{"progress": False, **self.options}).attribute(x, target, areas=areas, seed=seed, **kw)
-        return {
-            "maps": result.masks.float().mean(1),  # one area: the region; several: nested levels
-            "classes": result.classes,
-            "masks": result.masks,
-            "areas": result.areas,
-            "forward_backward": result.cost["forward_backward"],
-            "forward": result.cost["forward"],
-            "detail": result,
-        }
+        # One area: the region; several: nested levels.
+        return _mask_output(result, maps=result.masks.float().mean(1), masks=result.masks)
 
 
 class _Extremal(_Method):
@@ -114,15 +120,7 @@ class _Extremal(_Method):
 
     def _attribute(self, x: Tensor, target: Any, areas: Sequence[float] = (0.1,), **kw: Any) -> dict[str, Any]:
         result = ExtremalPerturbation(self.model, **{"progress": False, **self.options}).attribute(x, target, areas=areas, **kw)
-        return {
-            "maps": result.masks.mean(1),
-            "classes": result.classes,
-            "masks": result.binary,
-            "areas": result.areas,
-            "forward_backward": result.cost["forward_backward"],
-            "forward": result.cost["forward"],
-            "detail": result,
-        }
+        return _mask_output(result, maps=result.masks.mean(1), masks=result.binary)
 
 
 class _Saliency(_Method):
