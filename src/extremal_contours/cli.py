@@ -18,6 +18,7 @@ from . import __version__, sample_image_path
 from .explainer import VARIANTS, ExtremalContour
 from .images import ImageError, find_images, load_image
 from .models import DEFAULT_MODEL, LoadedModel, ModelError, load_model
+from .sweep import DEFAULT_AREAS
 from .targets import SCORES, describe
 
 #: Longest side of the overlay drawn on the original picture.
@@ -333,7 +334,7 @@ def cmd_speed(args: argparse.Namespace) -> int:
 
         image, _ = load_image(args.image or sample_image_path())
         x = loaded.preprocess(image)
-        areas = tuple(args.area) if len(args.area) > 1 else (0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8)
+        areas = tuple(args.area) if len(args.area) > 1 else DEFAULT_AREAS
         out = compare_sweep(explainer, x, None, areas)
         print(f"device: {x.device}; {out['areas']} areas, one image")
         print(f"one sweep: {out['sweep_s']:.1f} s; one attribute per area: {out['separate_s']:.1f} s; ratio {out['ratio']:.2f}")
@@ -443,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="explain pictures at several areas: importance map, fidelity-area profile, summary figure")
     p.add_argument("images", nargs="*", metavar="IMAGE_OR_FOLDER", help="pictures or folders (default: the bundled sample)")
     p.add_argument("--target", default=None, help="class index or name to explain (default: the predicted class)")
-    p.add_argument("--area", "--areas", dest="area", type=float, nargs="+", default=[0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8])
+    p.add_argument("--area", "--areas", dest="area", type=float, nargs="+", default=list(DEFAULT_AREAS))
     p.add_argument("--nesting", type=float, default=5.0, help="weight of the nesting penalty between consecutive areas (0: independent areas)")
     p.add_argument("--variant", choices=VARIANTS, default="preserve")
     p.add_argument("--out", default="sweeps", help="output folder (default ./sweeps)")

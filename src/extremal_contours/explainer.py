@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from . import contour as C
 from .perturbation import Perturbation
 from .result import ContourResult, display_images
+from .sweep import DEFAULT_AREAS
 from .targets import ScoreFn, as_score, describe, needs_class, probabilities
 from .versions import library_versions
 
@@ -595,7 +596,7 @@ class ExtremalContour:
         x: Tensor,
         target: int | Sequence[int] | Tensor | Callable[..., Tensor] | None = None,
         *,
-        areas: Sequence[float] = (0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8),
+        areas: Sequence[float] = DEFAULT_AREAS,
         variant: str = "preserve",
         seed: int = 0,
         names: Sequence[str] | None = None,
