@@ -74,6 +74,18 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
 
+def _contours(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected a count >= 1 or 'auto', got {value!r}")
+    return count
+
+
 def _explainer(args: argparse.Namespace, loaded: LoadedModel) -> ExtremalContour:
     options: dict[str, Any] = {}
     for name in ("harmonics", "iterations", "starts"):
@@ -129,6 +141,7 @@ def _summary(name: str, result: Any, out: Path) -> str:
         head += f" p={float(result.clean_probability[0]):.2f}"
     parts = [
         f"area {a:.2f} preserve {float(result.preserve_ratio[0, j]):.2f} delete-drop {float(result.delete_drop[0, j]):.2f}"
+        + (f" contours {int(result.parts.count[0, j])}" if result.parts is not None else "")
         for j, a in enumerate(result.areas)
     ]
     return f"{head} | " + "; ".join(parts) + f" -> {out}"
@@ -168,6 +181,7 @@ def _explain_pictures(args: argparse.Namespace, sweep: bool) -> int:
         "variant": args.variant,
         "seed": args.seed,
         "sweep": sweep,
+        "contours": getattr(args, "contours", 1),
         "settings": explainer.settings(),
     }
     if getattr(args, "store", False):
@@ -191,7 +205,9 @@ def _explain_pictures(args: argparse.Namespace, sweep: bool) -> int:
             if sweep:
                 result = explainer.sweep(x, target, areas=areas, variant=args.variant, seed=args.seed, names=[path.name], nesting=args.nesting)
             else:
-                result = explainer.attribute(x, target, areas=areas, variant=args.variant, seed=args.seed, names=[path.name])
+                result = explainer.attribute(
+                    x, target, areas=areas, variant=args.variant, seed=args.seed, names=[path.name], contours=args.contours
+                )
             result = replace(result, meta={"job": job, "source": str(path.resolve())})
             picture = None
             if not loaded.fixed_input_size:
@@ -248,7 +264,9 @@ def _explain_to_store(
     rank, world = distributed_rank()
     main_file = Path(args.out) / "explanations.sqlite"
     extra = {"model": job["model"], "weights": job["weights"], "requested_target": target}
-    key = settings_key(explainer.settings() | extra | {"variant": args.variant, "score": describe(explainer.score)})
+    key = settings_key(
+        explainer.settings() | extra | {"variant": args.variant, "score": describe(explainer.score), "contours": args.contours}
+    )
     roots = [Path(p) for p in paths]
     keys = [_image_key(f, roots) for f in files]
     done = set() if args.force else done_images(main_file, key, "contour", args.seed, areas)
@@ -268,7 +286,9 @@ def _explain_to_store(
         try:
             image, _ = load_image(path)
             x = loaded.preprocess(image)
-            result = explainer.attribute(x, target, areas=areas, variant=args.variant, seed=args.seed, names=[name])
+            result = explainer.attribute(
+                x, target, areas=areas, variant=args.variant, seed=args.seed, names=[name], contours=args.contours
+            )
             result = replace(result, settings=result.settings | extra)
             store.add(result, images=[name], sources=[str(path.resolve())])
         except (ImageError, ValueError, TypeError, RuntimeError) as exc:
@@ -431,6 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="explanations", help="output folder (default ./explanations)")
     p.add_argument("--force", action="store_true", help="redo pictures already explained with the same settings")
     p.add_argument("--store", action="store_true", help="write rows to OUT/explanations.sqlite (one per picture and area) instead of folders; shards under torchrun")
+    p.add_argument("--contours", type=_contours, default=1, metavar="M|auto", help="contours per region: a count, or auto (add one while it helps; default 1)")
     _add_common(p)
     p.set_defaults(func=cmd_explain)
 

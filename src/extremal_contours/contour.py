@@ -32,7 +32,9 @@ __all__ = [
     "polygon",
     "radius",
     "rasterize",
+    "rasterize_union",
     "scale_for_area",
+    "scales_for_union",
     "spectral_energy",
     "to_pixels",
     "visible_area",
@@ -298,6 +300,76 @@ def rasterize(
     if tau.dim() == 1:
         tau = tau[:, None, None]
     return torch.sigmoid((r - rho) / tau)[:, None]
+
+
+def rasterize_union(
+    centre: Tensor, coeffs: Tensor, scale: Tensor, height: int, width: int, edge: float | None = 1.0
+) -> tuple[Tensor, Tensor]:
+    """The union of ``M`` contours per row.
+
+    Args:
+        centre: ``(B, M, 2)``; coeffs: ``(B, M, K, 2)``; scale: ``(B, M)``.
+        edge: as :func:`rasterize`; ``None`` for binary masks.
+
+    Returns:
+        ``(union (B, 1, H, W), parts (B, M, 1, H, W))``. The soft union is ``1 - prod_i (1 - m_i)``
+        (a pixel is outside the union only if it is outside every contour); the binary union is
+        the logical or. With ``M = 1`` the union is the contour's own mask.
+    """
+    b, m = centre.shape[:2]
+    parts = rasterize(centre.reshape(b * m, 2), coeffs.reshape(b * m, *coeffs.shape[2:]), scale.reshape(b * m), height, width, edge)
+    parts = parts.view(b, m, 1, height, width)
+    if m == 1:
+        return parts[:, 0], parts
+    if edge is None:
+        return parts.any(1), parts
+    return 1 - torch.prod(1 - parts, dim=1), parts
+
+
+def scales_for_union(
+    centre: Tensor,
+    coeffs: Tensor,
+    share: Tensor,
+    target: Tensor,
+    extent: tuple[float, float],
+    height: int,
+    width: int,
+    steps: int = 16,
+) -> Tensor:
+    """Scales ``(B, M)`` at which the *binary* union of ``M`` contours covers ``target`` of the image.
+
+    Contour ``i`` gets the visible area ``g * target * share_i``; where the contours overlap the
+    union is smaller than ``target`` at ``g = 1``, so ``g`` is found by bisection on the pixel count
+    between 1 and ``1 / max(share)`` (where the largest contour alone has the target area). The
+    union grows with ``g``, so the result is within about a pixel of the target. No gradient.
+
+    Args:
+        centre: ``(B, M, 2)``; coeffs: ``(B, M, K, 2)``; share: ``(B, M)`` positive, summing to 1;
+        target: ``(B,)`` area fractions; extent: from :func:`image_extent`.
+    """
+    b, m = share.shape
+    flat_c, flat_k = centre.reshape(b * m, 2), coeffs.reshape(b * m, *coeffs.shape[2:])
+
+    def scales(g: Tensor) -> Tensor:
+        areas = (g[:, None] * target[:, None] * share).clamp(max=0.98)
+        return scale_for_area(flat_k, areas.reshape(-1), flat_c, extent).view(b, m)
+
+    def covered(g: Tensor) -> Tensor:
+        union, _ = rasterize_union(centre, coeffs, scales(g), height, width, edge=None)
+        return union.float().mean((1, 2, 3))
+
+    with torch.no_grad():
+        target = target.to(share.dtype)
+        lo = torch.ones(b, dtype=share.dtype, device=share.device)
+        hi = 1 / share.max(1).values
+        if m == 1:
+            return scales(lo)
+        for _ in range(steps):
+            mid = 0.5 * (lo + hi)
+            low = covered(mid) < target
+            lo, hi = torch.where(low, mid, lo), torch.where(low, hi, mid)
+        pick = torch.where((covered(lo) - target).abs() <= (covered(hi) - target).abs(), lo, hi)
+        return scales(pick)
 
 
 def spectral_energy(coeffs: Tensor, power: float = 2.0) -> Tensor:

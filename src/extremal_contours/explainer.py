@@ -12,7 +12,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from . import contour as C
 from .perturbation import Perturbation
-from .result import ContourResult, display_images
+from .result import ContourParts, ContourResult, _pad_slots, _single_parts, display_images
 from .sweep import DEFAULT_AREAS
 from .targets import ScoreFn, as_score, describe, needs_class, probabilities
 from .versions import library_versions
@@ -129,6 +129,11 @@ class ExtremalContour:
         nesting: weight of the nesting penalty between consecutive areas of the same image in the
             last phase (one contour per area): the share of the smaller region outside the larger
             one. 0 (default) optimises every area independently; :meth:`sweep` turns it on.
+        overlap: with several contours per region, weight of their pairwise overlap (relative to
+            the region's area) in the loss.
+        auto_margin: ``contours="auto"`` adds a contour while the objective (relative to the clean
+            score) rises by more than this.
+        max_contours: most contours ``contours="auto"`` tries.
         spectral: weight of ``sum_k k^2 (a_k^2 + b_k^2)`` (smoothness).
         edge: edge width in pixels at the first and the last step, annealed geometrically.
         perturbation: ``"blur"``, ``"constant"`` or ``"fade"``; ``perturbation_options`` go to
@@ -165,6 +170,9 @@ class ExtremalContour:
         progressive: float = 0.0,
         spectral: float = 1e-3,
         nesting: float = 0.0,
+        overlap: float = 1.0,
+        auto_margin: float = 0.05,
+        max_contours: int = 3,
         edge: tuple[float, float] = (8.0, 1.0),
         perturbation: str = "blur",
         perturbation_options: dict[str, Any] | None = None,
@@ -205,6 +213,13 @@ class ExtremalContour:
         if nesting < 0:
             raise ValueError(f"nesting must be >= 0, got {nesting}")
         self.nesting = nesting
+        if overlap < 0:
+            raise ValueError(f"overlap must be >= 0, got {overlap}")
+        if max_contours < 1:
+            raise ValueError(f"max_contours must be >= 1, got {max_contours}")
+        self.overlap = overlap
+        self.auto_margin = auto_margin
+        self.max_contours = max_contours
         self.spectral = spectral
         self.edge = (float(edge[0]), float(edge[1]))
         self.perturbation = perturbation
@@ -236,6 +251,9 @@ class ExtremalContour:
             "checks": self.checks,
             "progressive": self.progressive,
             "nesting": self.nesting,
+            "overlap": self.overlap,
+            "auto_margin": self.auto_margin,
+            "max_contours": self.max_contours,
             "spectral": self.spectral,
             "edge": list(self.edge),
             "perturbation": self.perturbation,
@@ -315,6 +333,7 @@ class ExtremalContour:
         variant: str = "preserve",
         seed: int = 0,
         names: Sequence[str] | None = None,
+        contours: int | str = 1,
     ) -> ContourResult:
         """Find the contour of each area for each image.
 
@@ -328,9 +347,15 @@ class ExtremalContour:
                 perturbing the region) or ``"dual"`` (both at once).
             seed: seeds the starts' jitter and the flip jitter; same seed, same result.
             names: optional image names recorded with the result.
+            contours: contours per region. ``M > 1``: the region is the union of ``M`` contours
+                (area on the union, their shares of it learnt, an overlap penalty, starts spread
+                apart); ``"auto"``: ``M = 1, 2, ...`` up to ``max_contours``, keeping ``M + 1`` per
+                (image, area) only where it raises the objective by more than ``auto_margin`` (each
+                ``M`` is a full run, so this costs that many runs).
 
         Returns:
-            A :class:`~extremal_contours.result.ContourResult` with one contour per (image, area).
+            A :class:`~extremal_contours.result.ContourResult` with one region per (image, area);
+            its ``parts`` hold the separate contours when ``contours`` is not 1.
         """
         started = time.perf_counter()
         x = self._check_input(x)
@@ -341,10 +366,46 @@ class ExtremalContour:
             raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
         if names is not None and len(names) != x.shape[0]:
             raise ValueError(f"{len(names)} names for {x.shape[0]} images")
+        if contours != "auto" and (isinstance(contours, bool) or not isinstance(contours, int) or contours < 1):
+            raise ValueError(f"contours must be a count >= 1 or 'auto', got {contours!r}")
+        if contours != 1 and self.nesting > 0 and len(areas) > 1:
+            raise ValueError("nested sweeps use one contour per region; use contours=1 with nesting")
         model = self.model
         context = _eval_mode(model) if isinstance(model, nn.Module) else _nullcontext()
         with context:
-            return self._attribute(x, target, areas, variant, seed, names, started)
+            if contours != "auto":
+                result = self._attribute(x, target, areas, variant, seed, names, started, int(contours))
+                return replace(result, settings={**result.settings, "contours": contours})
+            result = self._attribute(x, target, areas, variant, seed, names, started, 1)
+            for m in range(2, self.max_contours + 1):
+                more = self._attribute(x, target, areas, variant, seed, names, time.perf_counter(), m)
+                gain = _objective(more) - _objective(result)
+                result = _choose(result, more, gain > self.auto_margin)
+                if not (gain > self.auto_margin).any():
+                    break
+            return replace(result, settings={**result.settings, "contours": "auto"})
+
+    def _draw(
+        self, rows: _Rows, centre: Tensor, coeffs: Tensor, mix: Tensor, extent: tuple[float, float],
+        height: int, width: int, edge: float | None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """``(union mask (R, 1, H, W), parts (R, M, 1, H, W), scales (R, M))`` of the rows' contours.
+
+        One contour: its exact area is the row's. Several: contour ``i`` gets ``softmax(mix)_i`` of
+        the area; the binary union is then refitted to the exact area (overlaps make it smaller)."""
+        m = centre.shape[1]
+        if m == 1:
+            scale = C.scale_for_area(coeffs[:, 0], rows.area, centre[:, 0], extent)[:, None]
+        elif edge is None:
+            scale = C.scales_for_union(centre, coeffs, mix.softmax(-1), rows.area, extent, height, width)
+        else:
+            share = mix.softmax(-1)
+            flat = C.scale_for_area(
+                coeffs.flatten(0, 1), (rows.area[:, None] * share).flatten(), centre.flatten(0, 1), extent
+            )
+            scale = flat.view(-1, m)
+        union, parts = C.rasterize_union(centre, coeffs, scale, height, width, edge)
+        return union, parts, scale
 
     def _attribute(
         self,
@@ -355,12 +416,14 @@ class ExtremalContour:
         seed: int,
         names: Sequence[str] | None,
         started: float,
+        contours: int = 1,
     ) -> ContourResult:
         device, dtype = _model_place(self.model, x)
         x = x.detach().to(device=device, dtype=dtype)
         n, _, height, width = x.shape
         extent = C.image_extent(height, width)
         cost = {"step_batches": [], "eval_batches": []}
+        m = contours
 
         with torch.no_grad():
             try:
@@ -409,24 +472,24 @@ class ExtremalContour:
                 return -score, score
             return score[:r] - score[r:], score[:r]
 
-        def evaluate(rows: _Rows, centre: Tensor, coeffs: Tensor) -> Tensor:
+        def evaluate(rows: _Rows, centre: Tensor, coeffs: Tensor, mix: Tensor) -> Tensor:
             """Objective of the binary masks, no gradient, (R,)."""
             values = []
             with torch.no_grad():
                 for sl in self._chunks(rows.image.shape[0], copies):
                     part = rows.take(sl)
-                    scale = C.scale_for_area(coeffs[sl], part.area, centre[sl], extent)
-                    masks = C.rasterize(centre[sl], coeffs[sl], scale, height, width, edge=None)
+                    masks, _, _ = self._draw(part, centre[sl], coeffs[sl], mix[sl], extent, height, width, None)
                     value, _ = objective(part, masks, None)
                     cost["eval_batches"].append(value.shape[0] * copies)
                     values.append(value)
             return torch.cat(values)
 
         best_value = torch.full((groups,), -math.inf, device=device)
-        best_centre = torch.zeros(groups, 2, device=device)
-        best_coeffs = torch.zeros(groups, self.harmonics, 2, device=device)
+        best_centre = torch.zeros(groups, m, 2, device=device)
+        best_coeffs = torch.zeros(groups, m, self.harmonics, 2, device=device)
+        best_mix = torch.zeros(groups, m, device=device)
 
-        def remember(value: Tensor, rows: _Rows, centre: Tensor, coeffs: Tensor) -> None:
+        def remember(value: Tensor, rows: _Rows, centre: Tensor, coeffs: Tensor, mix: Tensor) -> None:
             """Keep, per group, the best binary mask seen so far."""
             value = value / norm[rows.image]  # relative to the clean score
             better = torch.full((groups,), -math.inf, device=device).scatter_reduce(0, rows.group, value, "amax")
@@ -443,15 +506,16 @@ class ExtremalContour:
             best_value[improved] = better[improved]
             best_centre[improved] = centre[idx]
             best_coeffs[improved] = coeffs[idx]
+            best_mix[improved] = mix[idx]
 
         # -- starts -----------------------------------------------------------------------------
-        centre0 = self._starts(groups, group_image, group_area, extent, evaluate, remember, device)
+        centre0 = self._starts(groups, group_image, group_area, extent, evaluate, remember, device, m)
         # Nested sweeps: each start is a family of contours, one per area, from one centre (the scan's
         # picks for the area nearest 0.1), coupled by the nesting penalty and pruned together.
         family = self.nesting > 0 and len(areas) > 1
         if family:
             pick = min(range(len(areas)), key=lambda j: abs(areas[j] - 0.1))
-            centre0 = centre0.view(n, len(areas), self.starts, 2)[:, pick : pick + 1].expand(-1, len(areas), -1, -1)
+            centre0 = centre0.view(n, len(areas), self.starts, m, 2)[:, pick : pick + 1].expand(-1, len(areas), -1, -1, -1)
         rows = _Rows(
             image=group_image.repeat_interleave(self.starts),
             group=torch.arange(groups, device=device).repeat_interleave(self.starts),
@@ -461,18 +525,22 @@ class ExtremalContour:
             flip=torch.randint(0, 2, (per_image,), generator=generator).bool().repeat(n).to(device),
         )
         total = rows.image.shape[0]
-        jitter = ((torch.rand(per_image, 2, generator=generator) * 2 - 1) * 0.1 * torch.tensor(extent)).repeat(n, 1)
+        jitter = ((torch.rand(per_image, m, 2, generator=generator) * 2 - 1) * 0.1 * torch.tensor(extent)).repeat(n, 1, 1)
         k = torch.arange(1, self.harmonics + 1, dtype=torch.float32)
         # The optimiser moves raw harmonics; a_k = raw_k / k^decay, so high orders move less per step.
-        precond = (k ** -self.decay)[None, :, None].to(device)
-        noise = (torch.randn(per_image, self.harmonics, 2, generator=generator) * (0.05 / k)[None, :, None]).repeat(n, 1, 1)
+        precond = (k ** -self.decay)[:, None].to(device)
+        noise = torch.randn(per_image, m, self.harmonics, 2, generator=generator) * (0.05 / k)[:, None]
+        noise = noise.repeat(n, 1, 1, 1)
         margin = 2 * C.pixel_unit(height, width)
         bound = torch.tensor([extent[0] / 2 - margin, extent[1] / 2 - margin], device=device)
         if family:
-            jitter = jitter.view(n, len(areas), self.starts, 2)[:, :1].expand(-1, len(areas), -1, -1).reshape(total, 2)
-        centre = centre0.reshape(total, 2) + jitter.to(device)
+            jitter = jitter.view(n, len(areas), self.starts, m, 2)[:, :1].expand(-1, len(areas), -1, -1, -1).reshape(total, m, 2)
+        centre = centre0.reshape(total, m, 2) + jitter.to(device)
         centre = torch.maximum(torch.minimum(centre, bound), -bound).requires_grad_()
         raw = (noise.to(device) / precond).requires_grad_()
+        mix = torch.zeros(total, m, device=device, requires_grad=m > 1)
+        params = [centre, raw] + ([mix] if m > 1 else [])
+        rates = [self.centre_lr, self.lr] + ([self.lr] if m > 1 else [])
 
         weights = torch.arange(1, self.harmonics + 1, device=device, dtype=torch.float32) ** 2
         history = torch.full((groups, self.iterations), math.nan)
@@ -485,56 +553,59 @@ class ExtremalContour:
         try:
             for phase, (length, keep) in enumerate(self.phases):
                 if phase == 0:
-                    optimiser = torch.optim.Adam(
-                        [{"params": [centre], "lr": self.centre_lr}, {"params": [raw], "lr": self.lr}]
-                    )
+                    optimiser = torch.optim.Adam([{"params": [p], "lr": lr} for p, lr in zip(params, rates, strict=True)])
                 else:
                     # Successive halving on the binary masks' objective (also candidates themselves).
-                    value = evaluate(rows, centre.detach(), raw.detach() * precond)
-                    remember(value, rows, centre.detach(), raw.detach() * precond)
+                    value = evaluate(rows, centre.detach(), raw.detach() * precond, mix.detach())
+                    remember(value, rows, centre.detach(), raw.detach() * precond, mix.detach())
                     if family:
                         chosen = _top_families(value / norm[rows.image], n, len(areas), keep)
                     else:
                         chosen = _top_per_group(value / norm[rows.image], rows.group, groups, keep)
                     rows = rows.take(chosen)
-                    centre = centre.detach()[chosen].requires_grad_()
-                    raw = raw.detach()[chosen].requires_grad_()
-                    optimiser = _carry_adam(optimiser, [centre, raw], chosen)
+                    params = [p.detach()[chosen].requires_grad_() for p in params]
+                    centre, raw = params[0], params[1]
+                    mix = params[2] if m > 1 else mix[chosen]
+                    optimiser = _carry_adam(optimiser, params, chosen)
                 for _ in range(length):
                     fraction = step / max(1, self.iterations - 1)
                     edge = edge0 * (edge1 / edge0) ** fraction
                     factor = self.lr_end + (1 - self.lr_end) * 0.5 * (1 + math.cos(math.pi * fraction))
-                    for group, base in zip(optimiser.param_groups, (self.centre_lr, self.lr), strict=True):
+                    for group, base in zip(optimiser.param_groups, rates, strict=True):
                         group["lr"] = base * factor
-                    grads_c = torch.zeros_like(centre)
-                    grads_k = torch.zeros_like(raw)
+                    grads = [torch.zeros_like(p) for p in params]
                     soft = []
                     for sl in self._chunks(rows.image.shape[0], copies):
                         part = rows.take(sl)
                         with torch.enable_grad():
-                            c_leaf = centre[sl]
                             k_leaf = raw[sl] * precond
-                            scale = C.scale_for_area(k_leaf, part.area, c_leaf, extent)
-                            masks = C.rasterize(c_leaf, k_leaf, scale, height, width, edge=edge)
+                            masks, pieces, _ = self._draw(part, centre[sl], k_leaf, mix[sl], extent, height, width, edge)
                             flip = (part.flip ^ bool(step % 2)) if self.jitter else None
                             value, _ = objective(part, masks, flip)
                             loss = -(value / norm[part.image]).sum()
                             if self.spectral:
                                 loss = loss + self.spectral * ((k_leaf * k_leaf).sum(-1) * weights).sum()
-                            gc, gk = torch.autograd.grad(loss, [centre, raw])
-                        grads_c += gc
-                        grads_k += gk
+                            if m > 1 and self.overlap:
+                                # Pairwise overlap sum_{i<j} |R_i n R_j|, relative to the target area.
+                                total_mask = pieces.sum(1)
+                                pairs = 0.5 * (total_mask * total_mask - (pieces * pieces).sum(1))
+                                loss = loss + self.overlap * (pairs.mean((1, 2, 3)) / part.area).sum()
+                            got = torch.autograd.grad(loss, params, allow_unused=True)
+                        for total_grad, g in zip(grads, got, strict=True):
+                            if g is not None:
+                                total_grad += g
                         cost["step_batches"].append(part.image.shape[0] * copies)
                         soft.append(value.detach())
                     if family:
                         gc, gk = self._nesting_grad(centre, raw, precond, rows, areas, extent, height, width, edge)
-                        grads_c += gc
-                        grads_k += gk
+                        grads[0] += gc
+                        grads[1] += gk
                     if self.progressive > 0:
                         # Coarse to fine: harmonic k joins once the step passes k / (K + 1) of the ramp.
                         active = math.floor((self.harmonics + 1) * fraction / self.progressive)
-                        grads_k[:, active:] = 0
-                    centre.grad, raw.grad = grads_c, grads_k
+                        grads[1][..., active:, :] = 0
+                    for p, g in zip(params, grads, strict=True):
+                        p.grad = g
                     optimiser.step()
                     with torch.no_grad():
                         centre.copy_(torch.maximum(torch.minimum(centre, bound), -bound))
@@ -544,22 +615,24 @@ class ExtremalContour:
                         .cpu()
                     )
                     if step in check_steps:
-                        remember(evaluate(rows, centre.detach(), raw.detach() * precond), rows, centre.detach(), raw.detach() * precond)
+                        state = (centre.detach(), raw.detach() * precond, mix.detach())
+                        remember(evaluate(rows, *state), rows, *state)
                     step += 1
                     bar.update(1)
-            value = evaluate(rows, centre.detach(), raw.detach() * precond)
+            state = (centre.detach(), raw.detach() * precond, mix.detach())
+            value = evaluate(rows, *state)
             if family:
                 # The answer is the best family as a whole (nested), not the best contour per area.
                 chosen = _top_families(value / norm[rows.image], n, len(areas), 1)
-                best_centre, best_coeffs = centre.detach()[chosen], (raw.detach() * precond)[chosen]
+                best_centre, best_coeffs, best_mix = (s[chosen] for s in state)
             else:
-                remember(value, rows, centre.detach(), raw.detach() * precond)
+                remember(value, rows, *state)
         finally:
             bar.close()
 
         return self._finish(
             x, perturb, clean, classes, clean_score, score_fn, score_name, areas, variant, seed, names,
-            best_centre, best_coeffs, history, cost, started, extent,
+            best_centre, best_coeffs, best_mix, history, cost, started, extent,
         )  # fmt: skip
 
     def _nesting_grad(
@@ -575,17 +648,17 @@ class ExtremalContour:
         edge: float,
     ) -> tuple[Tensor, Tensor]:
         """Gradient of ``nesting * sum_j |R_j \\ R_j+1| / |R_j|`` over consecutive areas of each image
-        (rows are ordered image, area, family). Drawn at a quarter of the resolution
-        (at least 32 px a side): geometry only, no model pass."""
+        (rows are ordered image, area, family; one contour per row). Drawn at a quarter of the
+        resolution (at least 32 px a side): geometry only, no model pass."""
         factor = max(1, min(height, width) // 32)
         factor = min(factor, 4)
         h, w = max(8, height // factor), max(8, width // factor)
         order = sorted(range(len(areas)), key=lambda j: areas[j])
         n = rows.image.shape[0] // len(areas)
         with torch.enable_grad():
-            k_leaf = raw * precond
-            scale = C.scale_for_area(k_leaf, rows.area, centre, extent)
-            masks = C.rasterize(centre, k_leaf, scale, h, w, edge=edge / factor).view(n, len(areas), -1, h * w)
+            c_leaf, k_leaf = centre[:, 0], raw[:, 0] * precond
+            scale = C.scale_for_area(k_leaf, rows.area, c_leaf, extent)
+            masks = C.rasterize(c_leaf, k_leaf, scale, h, w, edge=edge / factor).view(n, len(areas), -1, h * w)
             small, large = masks[:, order[:-1]], masks[:, order[1:]]
             outside = (small - large).clamp(min=0).sum(-1) / small.sum(-1).clamp(min=1.0)
             loss = self.nesting * outside.sum()
@@ -631,35 +704,46 @@ class ExtremalContour:
         group_image: Tensor,
         group_area: Tensor,
         extent: tuple[float, float],
-        evaluate: Callable[[_Rows, Tensor, Tensor], Tensor],
-        remember: Callable[[Tensor, _Rows, Tensor, Tensor], None],
+        evaluate: Callable[[_Rows, Tensor, Tensor, Tensor], Tensor],
+        remember: Callable[[Tensor, _Rows, Tensor, Tensor, Tensor], None],
         device: torch.device,
+        contours: int = 1,
     ) -> Tensor:
-        """Initial centres ``(groups, starts, 2)``: the best discs of a scan, or a fixed grid.
+        """Initial centres ``(groups, starts, M, 2)``: the best discs of a scan, or a fixed grid.
 
-        The scanned discs are candidate answers too, so no answer scores below the best disc."""
+        One contour: the scanned discs are candidate answers too, so no answer scores below the best
+        disc. Several: the discs have ``1/M`` of the area; start ``s`` puts its first contour on the
+        ``s``-th best disc and each next one on the best disc at least two disc radii from those
+        already placed (else the farthest)."""
         w, h = extent
         if self.scan == 0:
-            side = math.ceil(math.sqrt(self.starts))
+            side = math.ceil(math.sqrt(self.starts * contours))
             grid = _grid(side, w, h, device)
             # Centre first, then the rest of the grid by distance to the centre.
             order = torch.argsort(grid.norm(dim=1), stable=True)
-            pick = grid[order[: self.starts]]
-            return pick[None].expand(groups, -1, -1)
-        grid = _grid(self.scan, w, h, device)  # (G, 2)
-        g = grid.shape[0]
-        rows = _Rows(
-            image=group_image.repeat_interleave(g),
-            group=torch.arange(groups, device=device).repeat_interleave(g),
-            area=group_area.repeat_interleave(g),
-            flip=torch.zeros(groups * g, dtype=torch.bool, device=device),
-        )
-        centres = grid.repeat(groups, 1)
-        coeffs = torch.zeros(groups * g, self.harmonics, 2, device=device)
-        value = evaluate(rows, centres, coeffs)
-        remember(value, rows, centres, coeffs)
-        best = value.view(groups, g).topk(self.starts, dim=1).indices  # (groups, starts)
-        return grid[best]
+            if contours == 1:
+                return grid[order[: self.starts]][None, :, None].expand(groups, -1, -1, -1)
+            value = -grid.norm(dim=1)[None].expand(groups, -1)
+        else:
+            grid = _grid(self.scan, w, h, device)  # (G, 2)
+            g = grid.shape[0]
+            rows = _Rows(
+                image=group_image.repeat_interleave(g),
+                group=torch.arange(groups, device=device).repeat_interleave(g),
+                area=group_area.repeat_interleave(g) / contours,
+                flip=torch.zeros(groups * g, dtype=torch.bool, device=device),
+            )
+            centres = grid.repeat(groups, 1)[:, None]
+            coeffs = torch.zeros(groups * g, 1, self.harmonics, 2, device=device)
+            mix = torch.zeros(groups * g, 1, device=device)
+            value = evaluate(rows, centres, coeffs, mix)
+            if contours == 1:
+                remember(value, rows, centres, coeffs, mix)
+                best = value.view(groups, g).topk(self.starts, dim=1).indices  # (groups, starts)
+                return grid[best][:, :, None]
+            value = value.view(groups, g)
+        apart = 2 * torch.sqrt(group_area / contours / math.pi)  # two disc radii, (groups,)
+        return _spread(value, grid, self.starts, contours, apart)
 
     def _finish(
         self,
@@ -676,6 +760,7 @@ class ExtremalContour:
         names: Sequence[str] | None,
         centre: Tensor,
         coeffs: Tensor,
+        mix: Tensor,
         history: Tensor,
         cost: dict[str, Any],
         started: float,
@@ -683,24 +768,39 @@ class ExtremalContour:
     ) -> ContourResult:
         n, _, height, width = x.shape
         a = len(areas)
+        m = centre.shape[1]
         device = x.device
         image = torch.arange(n, device=device).repeat_interleave(a)
         area = torch.tensor(areas, device=device).repeat(n)
         with torch.no_grad():
-            scale = C.scale_for_area(coeffs, area, centre, extent)
-            binary = C.rasterize(centre, coeffs, scale, height, width, edge=None)
-            soft = C.rasterize(centre, coeffs, scale, height, width, edge=self.edge[1])
+            everything = _Rows(image, torch.arange(n * a, device=device), area, torch.zeros_like(image, dtype=torch.bool))
+            binary, _, scales = self._draw(everything, centre, coeffs, mix, extent, height, width, None)
+            soft, _ = C.rasterize_union(centre, coeffs, scales, height, width, self.edge[1])
             kept, removed = [], []
             for sl in self._chunks(image.shape[0]):
-                m = binary[sl].to(x.dtype)
-                kept.append(self._run(perturb(m, image[sl])))
-                removed.append(self._run(perturb(1 - m, image[sl])))
-                cost["eval_batches"] += [m.shape[0], m.shape[0]]
+                region = binary[sl].to(x.dtype)
+                kept.append(self._run(perturb(region, image[sl])))
+                removed.append(self._run(perturb(1 - region, image[sl])))
+                cost["eval_batches"] += [region.shape[0], region.shape[0]]
             out_keep, out_del = torch.cat(kept), torch.cat(removed)
             cls = classes[image] if classes is not None else None
             keep_score = score_fn(out_keep, clean[image], cls).float()
             del_score = score_fn(out_del, clean[image], cls).float()
-            polygons = C.to_pixels(C.polygon(centre, coeffs, scale, extent=extent), height, width)
+            outline = C.polygon(centre.flatten(0, 1), coeffs.flatten(0, 1), scales.flatten(), extent=extent)
+            outlines = C.to_pixels(outline, height, width).view(n * a, m, -1, 2)
+        # The main fields hold the largest contour; ``parts`` holds every one of several.
+        main = mix.argmax(1)
+        pick = torch.arange(n * a, device=device)
+        centre1, coeffs1, scale, polygons = centre[pick, main], coeffs[pick, main], scales[pick, main], outlines[pick, main]
+        parts = None
+        if m > 1:
+            parts = ContourParts(
+                centre=centre.view(n, a, m, 2).cpu(),
+                coeffs=coeffs.view(n, a, m, self.harmonics, 2).cpu(),
+                scale=scales.view(n, a, m).cpu(),
+                polygons=outlines.view(n, a, m, -1, 2).cpu(),
+                count=torch.full((n, a), m),
+            )
         prob = None
         if classes is not None and clean.dim() == 2:
             prob = (
@@ -719,8 +819,8 @@ class ExtremalContour:
             areas=areas,
             variant=variant,
             image_size=(height, width),
-            centre=centre.view(n, a, 2).cpu(),
-            coeffs=coeffs.view(n, a, self.harmonics, 2).cpu(),
+            centre=centre1.view(n, a, 2).cpu(),
+            coeffs=coeffs1.view(n, a, self.harmonics, 2).cpu(),
             scale=scale.view(n, a).cpu(),
             edge=self.edge[1],
             masks=binary.view(n, a, 1, height, width).cpu(),
@@ -743,6 +843,7 @@ class ExtremalContour:
             versions=library_versions(),
             images=display_images(x.detach().cpu(), self.mean, self.std),
             names=tuple(names) if names is not None else None,
+            parts=parts,
         )
 
 
@@ -781,6 +882,63 @@ def _top_per_group(value: Tensor, group: Tensor, groups: int, keep: int) -> Tens
     top = value.view(groups, per).topk(min(keep, per), dim=1).indices
     offset = torch.arange(groups, device=value.device)[:, None] * per
     return (top + offset).reshape(-1).sort().values
+
+
+def _objective(result: ContourResult) -> Tensor:
+    """``(N, A)`` the binary regions' objective relative to the clean score, as optimised."""
+    norm = result.clean_score.abs().clamp(min=0.1)[:, None]
+    keep, drop = result.preserve_score / norm, result.delete_score / norm
+    return {"preserve": keep, "delete": -drop, "dual": keep - drop}[result.variant]
+
+
+def _choose(old: ContourResult, new: ContourResult, better: Tensor) -> ContourResult:
+    """``old`` with the (image, area) regions where ``better`` (N, A) is true taken from ``new``; the
+    costs add up."""
+    parts = old.parts or _single_parts(old)
+    new_parts = new.parts or _single_parts(new)
+    slots = max(parts.centre.shape[2], new_parts.centre.shape[2])
+
+    def pick(a: Tensor, b: Tensor) -> Tensor:
+        return torch.where(better.view(*better.shape, *([1] * (a.dim() - 2))), b, a)
+
+    changes: dict[str, Any] = {}
+    for name in ("centre", "coeffs", "scale", "masks", "soft_masks", "polygons", "visible_area", "preserve_score",
+                 "delete_score", "preserve_probability", "delete_probability", "history"):  # fmt: skip
+        a, b = getattr(old, name), getattr(new, name)
+        if a is not None:
+            changes[name] = pick(a, b)
+    changes["parts"] = ContourParts(
+        centre=pick(_pad_slots(parts.centre, slots), _pad_slots(new_parts.centre, slots)),
+        coeffs=pick(_pad_slots(parts.coeffs, slots), _pad_slots(new_parts.coeffs, slots)),
+        scale=pick(_pad_slots(parts.scale, slots), _pad_slots(new_parts.scale, slots)),
+        polygons=pick(_pad_slots(parts.polygons, slots), _pad_slots(new_parts.polygons, slots)),
+        count=torch.where(better, new_parts.count, parts.count),
+    )
+    cost = dict(old.cost)
+    for key in ("seconds", "forward_backward", "forward"):
+        cost[key] = old.cost.get(key, 0) + new.cost.get(key, 0)
+    for key in ("step_batches", "eval_batches"):
+        cost[key] = list(old.cost.get(key, [])) + list(new.cost.get(key, []))
+    return replace(old, **changes, cost=cost)
+
+
+def _spread(value: Tensor, grid: Tensor, starts: int, contours: int, apart: Tensor) -> Tensor:
+    """Centres ``(groups, starts, M, 2)`` from candidates ``grid (G, 2)`` scored ``value (groups, G)``:
+    start ``s`` begins at the ``s``-th best candidate, each further contour takes the best candidate
+    at least ``apart`` from those placed, or the farthest one if none is."""
+    groups, g = value.shape
+    order = value.argsort(dim=1, descending=True, stable=True).tolist()
+    dist = torch.cdist(grid, grid)
+    out = torch.empty(groups, starts, contours, 2, device=grid.device)
+    for i in range(groups):
+        for s in range(starts):
+            chosen = [order[i][s % g]]
+            while len(chosen) < contours:
+                gap = dist[:, chosen].min(1).values
+                free = [j for j in order[i] if j not in chosen and gap[j] >= apart[i]]
+                chosen.append(free[0] if free else int(gap.argmax()))
+            out[i, s] = grid[chosen]
+    return out
 
 
 def _carry_adam(old: torch.optim.Adam, params: list[Tensor], keep: Tensor) -> torch.optim.Adam:

@@ -28,7 +28,7 @@ from torch import Tensor
 from . import contour as C
 from .viz import draw_overlay, mask_image
 
-__all__ = ["COORDINATES", "FORMAT", "ContourResult", "display_images"]
+__all__ = ["COORDINATES", "FORMAT", "ContourParts", "ContourResult", "display_images"]
 
 FORMAT = "extremal-contours/1"
 COORDINATES = (
@@ -65,6 +65,31 @@ def _area_tag(area: float) -> str:
 
 
 @dataclass(frozen=True)
+class ContourParts:
+    """The separate contours of multi-contour explanations: up to ``M`` per (image, area), the
+    region being their union. Slots past ``count`` are unused (scale 0).
+
+    Attributes:
+        centre: ``(N, A, M, 2)``; coeffs: ``(N, A, M, K, 2)``; scale: ``(N, A, M)``;
+        polygons: ``(N, A, M, P, 2)`` in pixels; count: ``(N, A)`` contours in use.
+    """
+
+    centre: Tensor
+    coeffs: Tensor
+    scale: Tensor
+    polygons: Tensor
+    count: Tensor
+
+    def take(self, index: slice | Tensor) -> ContourParts:
+        """The parts of some images."""
+        return ContourParts(*(getattr(self, f.name)[index] for f in fields(self)))
+
+    def outlines(self, image: int, area: int) -> list[np.ndarray]:
+        """The polygons ``(P, 2)`` in use for one (image, area)."""
+        return [self.polygons[image, area, i].numpy() for i in range(int(self.count[image, area]))]
+
+
+@dataclass(frozen=True)
 class ContourResult:
     """One contour per (image, area) and everything needed to check or redraw it.
 
@@ -98,6 +123,10 @@ class ContourResult:
         images: ``(N, 3, H, W)`` uint8 pictures of the inputs, or ``None``.
         names: image names, or ``None``.
         meta: free-form information about the run (the CLI records the model and the job here).
+        parts: for multi-contour explanations (``contours`` > 1 or ``"auto"``), every contour of
+            each region (:class:`ContourParts`); ``centre``, ``coeffs``, ``scale`` and ``polygons``
+            then hold the largest one, and the masks, areas and scores are the union's. ``None`` for
+            one contour per region.
     """
 
     areas: tuple[float, ...]
@@ -128,6 +157,7 @@ class ContourResult:
     images: Tensor | None = None
     names: tuple[str, ...] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    parts: ContourParts | None = None
 
     # -- derived ----------------------------------------------------------------------------------
 
@@ -162,6 +192,8 @@ class ContourResult:
                 changes[f.name] = value[sl]
             elif f.name in ("class_names", "names") and value is not None:
                 changes[f.name] = (value[index],)
+            elif f.name == "parts" and value is not None:
+                changes[f.name] = value.take(sl)
         return replace(self, **changes)
 
     def __getitem__(self, index: int) -> ContourResult:
@@ -170,20 +202,30 @@ class ContourResult:
     # -- export -----------------------------------------------------------------------------------
 
     def polygon(self, image: int = 0, area: int = 0) -> np.ndarray:
-        """The boundary ``(P, 2)`` in pixels of one contour."""
+        """The boundary ``(P, 2)`` in pixels of one contour (the largest, for several)."""
         return self.polygons[image, area].numpy()
 
+    def outlines(self, image: int = 0, area: int = 0) -> list[np.ndarray]:
+        """Every boundary ``(P, 2)`` in pixels of one region: one per contour."""
+        if self.parts is not None:
+            return self.parts.outlines(image, area)
+        return [self.polygon(image, area)]
+
     def geojson(self, image: int = 0, area: int | None = None) -> dict[str, Any]:
-        """A GeoJSON FeatureCollection of an image's contours (pixel coordinates, y down)."""
+        """A GeoJSON FeatureCollection of an image's regions (pixel coordinates, y down): a
+        Polygon per area, or a MultiPolygon for a region of several contours."""
         areas = range(len(self.areas)) if area is None else [area]
         features = []
         for j in areas:
-            ring = self.polygons[image, j].tolist()
-            ring.append(ring[0])
+            rings = []
+            for outline in self.outlines(image, j):
+                ring = outline.tolist()
+                rings.append([ring + ring[:1]])
+            geometry = {"type": "Polygon", "coordinates": rings[0]} if len(rings) == 1 else {"type": "MultiPolygon", "coordinates": rings}
             features.append(
                 {
                     "type": "Feature",
-                    "geometry": {"type": "Polygon", "coordinates": [ring]},
+                    "geometry": geometry,
                     "properties": {
                         "area": self.areas[j],
                         "visible_area": float(self.visible_area[image, j]),
@@ -195,12 +237,14 @@ class ContourResult:
         return {"type": "FeatureCollection", "features": features}
 
     def svg_path(self, image: int = 0, area: int = 0, digits: int = 2) -> str:
-        """The boundary as an SVG path ``d`` attribute (pixel coordinates)."""
-        points = self.polygons[image, area].tolist()
-        head, *rest = points
-        parts = [f"M {head[0]:.{digits}f} {head[1]:.{digits}f}"]
-        parts += [f"L {x:.{digits}f} {y:.{digits}f}" for x, y in rest]
-        return " ".join(parts) + " Z"
+        """The boundary as an SVG path ``d`` attribute (pixel coordinates), one closed sub-path per contour."""
+        paths = []
+        for outline in self.outlines(image, area):
+            head, *rest = outline.tolist()
+            steps = [f"M {head[0]:.{digits}f} {head[1]:.{digits}f}"]
+            steps += [f"L {x:.{digits}f} {y:.{digits}f}" for x, y in rest]
+            paths.append(" ".join(steps) + " Z")
+        return " ".join(paths)
 
     def record(self, image: int = 0) -> dict[str, Any]:
         """The JSON record of one image: everything but the pixels."""
@@ -220,6 +264,17 @@ class ContourResult:
                 "delete": {"score": float(self.delete_score[image, j]), "drop": float(self.delete_drop[image, j])},
                 "history": [None if math.isnan(v) else v for v in self.history[image, j].tolist()],
             }
+            if self.parts is not None:
+                entry["parts"] = [
+                    {
+                        "centre": self.parts.centre[image, j, i].tolist(),
+                        "centre_px": C.to_pixels(self.parts.centre[image, j, i], h, w).tolist(),
+                        "harmonics": self.parts.coeffs[image, j, i].tolist(),
+                        "scale": float(self.parts.scale[image, j, i]),
+                        "polygon_px": self.parts.polygons[image, j, i].tolist(),
+                    }
+                    for i in range(int(self.parts.count[image, j]))
+                ]
             if self.preserve_probability is not None and self.delete_probability is not None:
                 entry["preserve"]["probability"] = float(self.preserve_probability[image, j])
                 entry["delete"]["probability"] = float(self.delete_probability[image, j])
@@ -293,7 +348,7 @@ class ContourResult:
             tag = _area_tag(a)
             mask_image(self.masks[i, j, 0].numpy()).save(folder / f"mask_{tag}.png")
             if canvas is not None:
-                draw_overlay(canvas, [self.polygon(i, j) * factor]).save(folder / f"overlay_{tag}.png")
+                draw_overlay(canvas, [p * factor for p in self.outlines(i, j)]).save(folder / f"overlay_{tag}.png")
         (folder / "contours.geojson").write_text(json.dumps(self.geojson(i)))
         (folder / "explanation.json").write_text(json.dumps(self.record(i), indent=1))
 
@@ -340,8 +395,13 @@ def _from_record(record: dict[str, Any], folder: Path) -> ContourResult:
     coeffs = torch.tensor([c["harmonics"] for c in contours], dtype=torch.float32).reshape(len(contours), -1, 2)
     scale = torch.tensor([c["scale"] for c in contours], dtype=torch.float32)
     edge = float(record["edge_px"])
-    masks = C.rasterize(centre, coeffs, scale, h, w, edge=None)
-    soft = C.rasterize(centre, coeffs, scale, h, w, edge=edge)
+    parts = _parts_from_record(contours, coeffs.shape[1], h, w)
+    if parts is None:
+        masks = C.rasterize(centre, coeffs, scale, h, w, edge=None)
+        soft = C.rasterize(centre, coeffs, scale, h, w, edge=edge)
+    else:
+        masks = torch.stack([_union(parts, j, h, w, None) for j in range(len(contours))])
+        soft = torch.stack([_union(parts, j, h, w, edge) for j in range(len(contours))])
     target, clean = record["target"], record["clean"]
     has_prob = "probability" in clean
     images = None
@@ -378,7 +438,40 @@ def _from_record(record: dict[str, Any], folder: Path) -> ContourResult:
         images=images,
         names=(record["image"]["name"],) if record["image"].get("name") else None,
         meta=record.get("meta", {}),
+        parts=parts,
     )
+
+
+def _parts_from_record(contours: list[dict[str, Any]], harmonics: int, h: int, w: int) -> ContourParts | None:
+    """The parts of one image's record, ``N = 1``, padded to the largest count; ``None`` if none."""
+    if not any("parts" in c for c in contours):
+        return None
+    slots = max(len(c.get("parts", [c])) for c in contours)
+    a = len(contours)
+    centre, coeffs = torch.zeros(1, a, slots, 2), torch.zeros(1, a, slots, harmonics, 2)
+    scale, count = torch.zeros(1, a, slots), torch.zeros(1, a, dtype=torch.long)
+    polygons = None
+    for j, c in enumerate(contours):
+        for i, p in enumerate(c.get("parts", [c])):
+            centre[0, j, i] = torch.tensor(p["centre"])
+            coeffs[0, j, i] = torch.tensor(p["harmonics"]).reshape(harmonics, 2)
+            scale[0, j, i] = p["scale"]
+            poly = torch.tensor(p["polygon_px"], dtype=torch.float32)
+            if polygons is None:
+                polygons = torch.zeros(1, a, slots, poly.shape[0], 2)
+            polygons[0, j, i] = poly
+            count[0, j] = i + 1
+    assert polygons is not None
+    return ContourParts(centre=centre, coeffs=coeffs, scale=scale, polygons=polygons, count=count)
+
+
+def _union(parts: ContourParts, area: int, h: int, w: int, edge: float | None) -> Tensor:
+    """The redrawn union ``(1, H, W)`` of image 0's contours at one area."""
+    used = int(parts.count[0, area])
+    union, _ = C.rasterize_union(
+        parts.centre[:, area, :used], parts.coeffs[:, area, :used], parts.scale[:, area, :used], h, w, edge
+    )
+    return union[0]
 
 
 def _concat(parts: list[ContourResult]) -> ContourResult:
@@ -392,4 +485,40 @@ def _concat(parts: list[ContourResult]) -> ContourResult:
             changes[f.name] = tuple(v[0] for v in values) if all(v is not None for v in values) else None
         elif f.name in ("classes", "clean_probability", "preserve_probability", "delete_probability", "images"):
             changes[f.name] = None
+        elif f.name == "parts" and any(v is not None for v in values):
+            changes[f.name] = _cat_parts([v if v is not None else _single_parts(p) for v, p in zip(values, parts, strict=True)])
     return replace(first, **changes)
+
+
+def _single_parts(result: ContourResult) -> ContourParts:
+    """One-contour regions as parts (``M = 1``)."""
+    return ContourParts(
+        centre=result.centre[:, :, None],
+        coeffs=result.coeffs[:, :, None],
+        scale=result.scale[:, :, None],
+        polygons=result.polygons[:, :, None],
+        count=torch.ones(result.scale.shape, dtype=torch.long),
+    )
+
+
+def _pad_slots(t: Tensor, slots: int) -> Tensor:
+    """``(N, A, M, ...)`` padded with zeros to ``slots`` contours."""
+    shape = list(t.shape)
+    shape[2] = slots - shape[2]
+    return torch.cat([t, t.new_zeros(shape)], 2)
+
+
+def _cat_parts(items: list[ContourParts]) -> ContourParts:
+    """Parts of several results stacked along the images, padded to the largest ``M``."""
+    slots = max(p.centre.shape[2] for p in items)
+
+    def pad(t: Tensor) -> Tensor:
+        return _pad_slots(t, slots)
+
+    return ContourParts(
+        centre=torch.cat([pad(p.centre) for p in items]),
+        coeffs=torch.cat([pad(p.coeffs) for p in items]),
+        scale=torch.cat([pad(p.scale) for p in items]),
+        polygons=torch.cat([pad(p.polygons) for p in items]),
+        count=torch.cat([p.count for p in items]),
+    )

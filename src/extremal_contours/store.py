@@ -38,11 +38,11 @@ COLUMNS = (
     "variant", "score", "height", "width", "centre_x", "centre_y", "scale", "coeffs", "polygon",
     "visible_area", "clean_score", "preserve_score", "delete_score",
     "clean_probability", "preserve_probability", "delete_probability",
-    "seconds", "forward_backward", "source",
+    "seconds", "forward_backward", "source", "parts",
 )  # fmt: skip
 KEY = ("image", "target", "area", "method", "seed", "settings_key")
 
-_TEXT = ("image", "method", "settings_key", "variant", "score", "coeffs", "polygon", "source")
+_TEXT = ("image", "method", "settings_key", "variant", "score", "coeffs", "polygon", "source", "parts")
 _TYPES = {c: "TEXT" for c in _TEXT} | {c: "INTEGER" for c in ("target", "seed", "height", "width")}
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS explanations (
@@ -64,6 +64,10 @@ def _connect(path: Path) -> sqlite3.Connection:
     con = sqlite3.connect(str(path), timeout=60)
     con.execute("PRAGMA journal_mode=WAL")
     con.executescript(_SCHEMA)
+    have = {row[1] for row in con.execute("PRAGMA table_info(explanations)")}
+    for column in COLUMNS:
+        if column not in have:  # a store written by an older version
+            con.execute(f"ALTER TABLE explanations ADD COLUMN {column} {_TYPES.get(column, 'REAL')}")
     return con
 
 
@@ -155,7 +159,27 @@ def rows_of(result: ContourResult, *, method: str = "contour", images: Sequence[
                 "seconds": float(result.cost.get("seconds", float("nan"))) / max(1, result.num_images),
                 "forward_backward": float(result.cost.get("forward_backward", 0)) / max(1, result.num_images * len(result.areas)),
                 "source": sources[i] if sources is not None else None,
+                "parts": _parts_json(result, i, j),
             }
+
+
+def _parts_json(result: ContourResult, i: int, j: int) -> str | None:
+    """The separate contours of a multi-contour region as JSON (``None`` for one contour)."""
+    parts = result.parts
+    if parts is None or int(parts.count[i, j]) < 2:
+        return None
+    return json.dumps(
+        [
+            {
+                "centre": [round(float(v), 7) for v in parts.centre[i, j, k].tolist()],
+                "scale": round(float(parts.scale[i, j, k]), 7),
+                "coeffs": [[round(float(v), 7) for v in pair] for pair in parts.coeffs[i, j, k].tolist()],
+                "polygon": [[round(float(v), 1) for v in p] for p in parts.polygons[i, j, k].tolist()],
+            }
+            for k in range(int(parts.count[i, j]))
+        ],
+        separators=(",", ":"),
+    )
 
 
 def _read(path: Path, where: str = "", args: Iterable[Any] = ()) -> list[dict[str, Any]]:
@@ -187,8 +211,8 @@ def load_results(path: str | os.PathLike[str], image: str | None = None, include
             seen.setdefault(tuple(row[k] for k in KEY), row)
     out = []
     for row in seen.values():
-        for name in ("coeffs", "polygon", "settings", "versions"):
-            row[name] = json.loads(row[name]) if row[name] else None
+        for name in ("coeffs", "polygon", "settings", "versions", "parts"):
+            row[name] = json.loads(row[name]) if row.get(name) else None
         out.append(row)
     return sorted(out, key=lambda r: (r["image"], r["area"], r["method"], r["seed"]))
 
@@ -232,7 +256,8 @@ def merge(path: str | os.PathLike[str]) -> int:
             con.execute("ATTACH DATABASE ? AS shard", (str(shard),))
             try:
                 with con:
-                    con.execute("INSERT OR IGNORE INTO explanations SELECT * FROM shard.explanations")
+                    columns = ", ".join(COLUMNS)
+                    con.execute(f"INSERT OR IGNORE INTO explanations ({columns}) SELECT {columns} FROM shard.explanations")
                     con.execute("INSERT OR IGNORE INTO errors SELECT * FROM shard.errors")
                     con.execute("INSERT OR IGNORE INTO settings SELECT * FROM shard.settings")
             except sqlite3.OperationalError:  # an empty shard (no tables)
@@ -246,8 +271,11 @@ def merge(path: str | os.PathLike[str]) -> int:
 
 
 def redraw(row: dict[str, Any], edge: float | None = None) -> Tensor:
-    """The mask ``(H, W)`` of a stored row, from its parameters alone (bool; soft with ``edge``)."""
-    centre = torch.tensor([[row["centre_x"], row["centre_y"]]], dtype=torch.float64)
-    coeffs = torch.tensor([row["coeffs"]], dtype=torch.float64).reshape(1, -1, 2)
-    scale = torch.tensor([row["scale"]], dtype=torch.float64)
-    return C.rasterize(centre, coeffs, scale, int(row["height"]), int(row["width"]), edge=edge)[0, 0]
+    """The mask ``(H, W)`` of a stored row, from its parameters alone (bool; soft with ``edge``); a
+    multi-contour row is the union of its parts."""
+    pieces = row.get("parts") or [{"centre": [row["centre_x"], row["centre_y"]], "coeffs": row["coeffs"], "scale": row["scale"]}]
+    centre = torch.tensor([[p["centre"] for p in pieces]], dtype=torch.float64)
+    coeffs = torch.tensor([[p["coeffs"] for p in pieces]], dtype=torch.float64).reshape(1, len(pieces), -1, 2)
+    scale = torch.tensor([[p["scale"] for p in pieces]], dtype=torch.float64)
+    union, _ = C.rasterize_union(centre, coeffs, scale, int(row["height"]), int(row["width"]), edge)
+    return union[0, 0]
