@@ -76,3 +76,21 @@ def test_sample_default_and_several_areas(tmp_path, capsys):
         assert abs(c["visible_area"] - c["area"]) < 0.01
     mask = np.array(Image.open(tmp_path / "chelsea" / "mask_area0.2.png")) > 0
     assert abs(mask.mean() - 0.2) < 0.01
+
+
+@pytest.mark.real
+def test_explain_two_contours_and_bad_counts(tmp_path, capsys):
+    code = main(["explain", "--out", str(tmp_path), "--area", "0.2", "--contours", "2", *QUICK])
+    assert code == 0
+    assert "contours 2" in capsys.readouterr().out
+    record = json.loads((tmp_path / "chelsea" / "explanation.json").read_text())
+    (entry,) = record["contours"]
+    assert len(entry["parts"]) == 2 and abs(entry["visible_area"] - 0.2) < 0.01
+    assert record["settings"]["contours"] == 2
+    geometry = json.loads((tmp_path / "chelsea" / "contours.geojson").read_text())["features"][0]["geometry"]
+    assert geometry["type"] == "MultiPolygon"
+    for bad in ("0", "many"):
+        with pytest.raises(SystemExit) as exc:
+            main(["explain", "--contours", bad, *QUICK])
+        assert exc.value.code == 2
+    assert "expected a count >= 1 or 'auto'" in capsys.readouterr().err

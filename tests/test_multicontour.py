@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
-from conftest import BrightSpot, TinyNet
 
+from conftest import BrightSpot, TinyNet
 from extremal_contours import ContourResult, ExtremalContour
 from extremal_contours.store import ResultStore, load_results, redraw
 
@@ -37,7 +37,7 @@ def test_two_contours_find_two_objects_one_cannot():
     assert min(covered) > 0.6, covered  # each disc mostly inside the region
     # each contour sits on its own disc
     assert two.parts is not None and two.parts.count.tolist() == [[2]]
-    h, w = two.image_size
+    w = two.image_size[1]
     homes = set()
     for polygon in two.parts.outlines(0, 0):
         cx = float(polygon[:, 0].mean())

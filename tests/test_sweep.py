@@ -49,6 +49,13 @@ def test_sweep_nests_families_and_independent_areas_need_not():
     assert nesting(free.masks, free.areas).mean() < nesting(nested.masks, nested.areas).mean()
     with pytest.raises(ValueError, match="distinct"):
         explainer.sweep(x, 0, areas=(0.1, 0.1))
+    # Fewer families: fewer passes, still nested, and the explainer keeps its own starts.
+    one = explainer.sweep(x, 0, areas=AREAS, families=1)
+    assert one.cost["forward_backward"] < nested.cost["forward_backward"]
+    assert one.settings["starts"] == 1 and explainer.starts == 2
+    assert nesting(one.masks, one.areas).mean() > 0.95
+    with pytest.raises(ValueError, match="families"):
+        explainer.sweep(x, 0, areas=AREAS, families=0)
 
 
 def test_profile_and_smallest_sufficient_area(tmp_path):

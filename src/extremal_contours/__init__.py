@@ -4,11 +4,12 @@ keeps (or removes) the model's evidence for a class."""
 from ._version import __version__
 from .explainer import VARIANTS, ExtremalContour
 from .models import DEFAULT_MODEL, LoadedModel, ModelError, imagenet_classes, load_model
-from .result import ContourResult
+from .result import ContourParts, ContourResult
 
 __all__ = [
     "DEFAULT_MODEL",
     "VARIANTS",
+    "ContourParts",
     "ContourResult",
     "ExtremalContour",
     "LoadedModel",

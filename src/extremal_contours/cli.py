@@ -203,7 +203,7 @@ def _explain_pictures(args: argparse.Namespace, sweep: bool) -> int:
                 tqdm.write(f"{path.name}: note: {note}", file=sys.stderr)
             x = loaded.preprocess(image)
             if sweep:
-                result = explainer.sweep(x, target, areas=areas, variant=args.variant, seed=args.seed, names=[path.name], nesting=args.nesting)
+                result = explainer.sweep(x, target, areas=areas, variant=args.variant, seed=args.seed, names=[path.name], nesting=args.nesting, families=args.families)
             else:
                 result = explainer.attribute(
                     x, target, areas=areas, variant=args.variant, seed=args.seed, names=[path.name], contours=args.contours
@@ -338,7 +338,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             picture = loaded_picture.resize((int(row["width"]), int(row["height"])))
         if picture is None:
             picture = Image.new("RGB", (int(row["width"]), int(row["height"])), (200, 200, 200))
-        draw_overlay(picture, [row["polygon"]]).save(out / f"overlay_{tag}.png")
+        draw_overlay(picture, [p["polygon"] for p in row["parts"]] if row.get("parts") else [row["polygon"]]).save(out / f"overlay_{tag}.png")
         ratio = (row["preserve_probability"] / row["clean_probability"]) if row["clean_probability"] else row["preserve_score"] / row["clean_score"]
         print(f"{row['image']}: target {int(row['target'])} area {row['area']:g} seed {int(row['seed'])} preserve {ratio:.2f} -> {out / f'overlay_{tag}.png'}")
     return 0
@@ -355,9 +355,13 @@ def cmd_speed(args: argparse.Namespace) -> int:
         image, _ = load_image(args.image or sample_image_path())
         x = loaded.preprocess(image)
         areas = tuple(args.area) if len(args.area) > 1 else DEFAULT_AREAS
-        out = compare_sweep(explainer, x, None, areas)
+        out = compare_sweep(explainer, x, None, areas, families=args.families)
         print(f"device: {x.device}; {out['areas']} areas, one image")
-        print(f"one sweep: {out['sweep_s']:.1f} s; one attribute per area: {out['separate_s']:.1f} s; ratio {out['ratio']:.2f}")
+        print(
+            f"one sweep: {out['sweep_s']:.1f} s, {out['sweep_passes']} forward+backward; one attribute per area: "
+            f"{out['separate_s']:.1f} s, {out['separate_passes']}; ratio (separate / sweep) {out['ratio']:.2f} in seconds, "
+            f"{out['separate_passes'] / out['sweep_passes']:.2f} in passes"
+        )
         return 0
     if args.compare == "batching":
         from .baselines import get_explainer
@@ -467,6 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default=None, help="class index or name to explain (default: the predicted class)")
     p.add_argument("--area", "--areas", dest="area", type=float, nargs="+", default=list(DEFAULT_AREAS))
     p.add_argument("--nesting", type=float, default=5.0, help="weight of the nesting penalty between consecutive areas (0: independent areas)")
+    p.add_argument("--families", type=int, default=None, help="nested families (starts) of the sweep (default: as sweep)")
     p.add_argument("--variant", choices=VARIANTS, default="preserve")
     p.add_argument("--out", default="sweeps", help="output folder (default ./sweeps)")
     p.add_argument("--force", action="store_true", help="redo pictures already done with the same settings")
@@ -500,6 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="extremal_perturbation", help="method for --compare batching")
     p.add_argument("--data", default=None, help="dataset folder for --compare batching")
     p.add_argument("--images", type=int, default=4, help="images for --compare batching")
+    p.add_argument("--families", type=int, default=None, help="families of the sweep for --compare sweep (default: as sweep)")
     p.add_argument("--stride", type=int, default=15, help="take every N-th image of --data")
     _add_common(p)
     p.set_defaults(func=cmd_speed)

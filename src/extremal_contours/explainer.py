@@ -9,6 +9,7 @@ at most ``batch_size`` rows to bound memory. See ``METHOD.md`` for the method an
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -119,6 +120,9 @@ class ExtremalContour:
         starts: contours optimised per (image, area); successive halving keeps the best.
         scan: side of the grid of discs scored (forward only) to place the starts; 0 places the
             starts on a fixed grid instead.
+        start_jitter: the seed's random offset of each start's centre, as a fraction of the image's
+            width and height (its harmonics get noise of ``start_jitter / 2k``); 0 makes the seed
+            irrelevant.
         lr: Adam learning rate of the harmonics (normalised units).
         centre_lr: Adam learning rate of the centre (``None``: ``lr``).
         lr_end: the learning rates follow a cosine from their value to ``lr_end`` times it.
@@ -162,6 +166,7 @@ class ExtremalContour:
         iterations: int = 64,
         starts: int = 4,
         scan: int = 4,
+        start_jitter: float = 0.1,
         lr: float = 0.05,
         centre_lr: float | None = 0.02,
         lr_end: float = 0.02,
@@ -204,6 +209,9 @@ class ExtremalContour:
         self.iterations = iterations
         self.starts = starts
         self.scan = scan
+        if start_jitter < 0:
+            raise ValueError(f"start_jitter must be >= 0, got {start_jitter}")
+        self.start_jitter = start_jitter
         self.lr = lr
         self.centre_lr = lr if centre_lr is None else centre_lr
         self.decay = decay
@@ -243,6 +251,7 @@ class ExtremalContour:
             "iterations": self.iterations,
             "starts": self.starts,
             "scan": self.scan,
+            "start_jitter": self.start_jitter,
             "phases": [list(p) for p in self.phases],
             "lr": self.lr,
             "centre_lr": self.centre_lr,
@@ -509,13 +518,19 @@ class ExtremalContour:
             best_mix[improved] = mix[idx]
 
         # -- starts -----------------------------------------------------------------------------
-        centre0 = self._starts(groups, group_image, group_area, extent, evaluate, remember, device, m)
         # Nested sweeps: each start is a family of contours, one per area, from one centre (the scan's
-        # picks for the area nearest 0.1), coupled by the nesting penalty and pruned together.
+        # picks for the area nearest 0.1, scanned once per image), coupled by the nesting penalty and
+        # pruned together; the answer is the best family, so the scanned discs are not candidates.
         family = self.nesting > 0 and len(areas) > 1
         if family:
-            pick = min(range(len(areas)), key=lambda j: abs(areas[j] - 0.1))
-            centre0 = centre0.view(n, len(areas), self.starts, m, 2)[:, pick : pick + 1].expand(-1, len(areas), -1, -1, -1)
+            pick = min(areas, key=lambda a: abs(a - 0.1))
+            centre0 = self._starts(
+                n, torch.arange(n, device=device), torch.full((n,), pick, device=device), extent, evaluate,
+                lambda *_: None, device, m,
+            )  # fmt: skip
+            centre0 = centre0[:, None].expand(-1, len(areas), -1, -1, -1)
+        else:
+            centre0 = self._starts(groups, group_image, group_area, extent, evaluate, remember, device, m)
         rows = _Rows(
             image=group_image.repeat_interleave(self.starts),
             group=torch.arange(groups, device=device).repeat_interleave(self.starts),
@@ -525,11 +540,11 @@ class ExtremalContour:
             flip=torch.randint(0, 2, (per_image,), generator=generator).bool().repeat(n).to(device),
         )
         total = rows.image.shape[0]
-        jitter = ((torch.rand(per_image, m, 2, generator=generator) * 2 - 1) * 0.1 * torch.tensor(extent)).repeat(n, 1, 1)
+        jitter = ((torch.rand(per_image, m, 2, generator=generator) * 2 - 1) * self.start_jitter * torch.tensor(extent)).repeat(n, 1, 1)
         k = torch.arange(1, self.harmonics + 1, dtype=torch.float32)
         # The optimiser moves raw harmonics; a_k = raw_k / k^decay, so high orders move less per step.
         precond = (k ** -self.decay)[:, None].to(device)
-        noise = torch.randn(per_image, m, self.harmonics, 2, generator=generator) * (0.05 / k)[:, None]
+        noise = torch.randn(per_image, m, self.harmonics, 2, generator=generator) * (self.start_jitter / 2 / k)[:, None]
         noise = noise.repeat(n, 1, 1, 1)
         margin = 2 * C.pixel_unit(height, width)
         bound = torch.tensor([extent[0] / 2 - margin, extent[1] / 2 - margin], device=device)
@@ -660,6 +675,8 @@ class ExtremalContour:
             scale = C.scale_for_area(k_leaf, rows.area, c_leaf, extent)
             masks = C.rasterize(c_leaf, k_leaf, scale, h, w, edge=edge / factor).view(n, len(areas), -1, h * w)
             small, large = masks[:, order[:-1]], masks[:, order[1:]]
+            if os.environ.get("EC_NEST_ONE_WAY"):
+                small = small.detach()
             outside = (small - large).clamp(min=0).sum(-1) / small.sum(-1).clamp(min=1.0)
             loss = self.nesting * outside.sum()
             return torch.autograd.grad(loss, [centre, raw])
@@ -674,6 +691,7 @@ class ExtremalContour:
         seed: int = 0,
         names: Sequence[str] | None = None,
         nesting: float | None = 5.0,
+        families: int | None = None,
     ) -> ContourResult:
         """Explain every image at several areas in one batch, with nested regions.
 
@@ -684,19 +702,26 @@ class ExtremalContour:
         optimised independently, exactly as :meth:`attribute`. ``docs/SWEEPS.md`` has the measured
         effect. Use :func:`extremal_contours.sweep.importance_map` and
         :func:`extremal_contours.sweep.profile` (or :mod:`extremal_contours.figures`) on the result.
+
+        ``families`` is the number of families (starts) of a nested sweep (``None``: the explainer's
+        ``starts``); fewer make the sweep cheaper.
         """
         areas = tuple(sorted(float(a) for a in areas))
         if len(set(areas)) != len(areas):
             raise ValueError(f"areas must be distinct, got {areas}")
-        saved = self.nesting
+        saved = self.nesting, self.starts, self.phases
         if nesting is not None:
             if nesting < 0:
                 raise ValueError(f"nesting must be >= 0, got {nesting}")
             self.nesting = nesting
+        if families is not None:
+            if families < 1 or (self.scan and self.scan * self.scan < families):
+                raise ValueError(f"families must be between 1 and the scan's {self.scan * self.scan or 'any'} discs, got {families}")
+            self.starts, self.phases = families, _phases(self.iterations, families)
         try:
             return self.attribute(x, target, areas=areas, variant=variant, seed=seed, names=names)
         finally:
-            self.nesting = saved
+            self.nesting, self.starts, self.phases = saved
 
     def _starts(
         self,

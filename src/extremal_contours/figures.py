@@ -100,11 +100,12 @@ def summary_figure(
     axes[0].set_title("image", fontsize=9)
     axes[0].axis("off")
     axes[1].imshow(picture)
-    poly = result.polygons[i, j].numpy()
-    closed = np.vstack([poly, poly[:1]])
-    axes[1].fill(closed[:, 0], closed[:, 1], color=PALETTE[0], alpha=0.25)
-    axes[1].plot(closed[:, 0], closed[:, 1], color="black", linewidth=2.6)
-    axes[1].plot(closed[:, 0], closed[:, 1], color=PALETTE[0], linewidth=1.6)
+    for k, poly in enumerate(result.outlines(i, j)):  # one outline per contour of the region
+        closed = np.vstack([poly, poly[:1]])
+        colour = PALETTE[k % len(PALETTE)]
+        axes[1].fill(closed[:, 0], closed[:, 1], color=colour, alpha=0.25)
+        axes[1].plot(closed[:, 0], closed[:, 1], color="black", linewidth=2.6)
+        axes[1].plot(closed[:, 0], closed[:, 1], color=colour, linewidth=1.6)
     axes[1].set_title(
         f"region, area {result.areas[j]:g}: keeps {float(result.preserve_ratio[i, j]):.0%}", fontsize=9
     )

@@ -163,17 +163,28 @@ def compare_batching(
     return {"images": x.shape[0], "batched_s_per_image": batched, "single_s_per_image": single, "ratio": single / batched}
 
 
-def compare_sweep(explainer: ExtremalContour, x: Tensor, target: int | None, areas: tuple[float, ...]) -> dict[str, float]:
-    """Seconds of one sweep over ``areas`` against one ``attribute`` per area, in one run."""
+def compare_sweep(
+    explainer: ExtremalContour, x: Tensor, target: int | None, areas: tuple[float, ...], families: int | None = None
+) -> dict[str, float]:
+    """Seconds (and forward+backward passes) of one sweep over ``areas`` against one ``attribute``
+    per area, in one run."""
     device = x.device
     _sync(device)
     start = time.perf_counter()
-    explainer.sweep(x, target, areas=areas)
+    swept = explainer.sweep(x, target, areas=areas, families=families)
     _sync(device)
     sweep = time.perf_counter() - start
+    passes = [swept.cost["forward_backward"], 0]
     start = time.perf_counter()
     for area in areas:
-        explainer.attribute(x, target, areas=(area,))
+        passes[1] += explainer.attribute(x, target, areas=(area,)).cost["forward_backward"]
     _sync(device)
     separate = time.perf_counter() - start
-    return {"areas": len(areas), "sweep_s": sweep, "separate_s": separate, "ratio": separate / sweep}
+    return {
+        "areas": len(areas),
+        "sweep_s": sweep,
+        "separate_s": separate,
+        "ratio": separate / sweep,
+        "sweep_passes": passes[0],
+        "separate_passes": passes[1],
+    }
