@@ -9,7 +9,6 @@ at most ``batch_size`` rows to bound memory. See ``METHOD.md`` for the method an
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -675,8 +674,6 @@ class ExtremalContour:
             scale = C.scale_for_area(k_leaf, rows.area, c_leaf, extent)
             masks = C.rasterize(c_leaf, k_leaf, scale, h, w, edge=edge / factor).view(n, len(areas), -1, h * w)
             small, large = masks[:, order[:-1]], masks[:, order[1:]]
-            if os.environ.get("EC_NEST_ONE_WAY"):
-                small = small.detach()
             outside = (small - large).clamp(min=0).sum(-1) / small.sum(-1).clamp(min=1.0)
             loss = self.nesting * outside.sum()
             return torch.autograd.grad(loss, [centre, raw])
