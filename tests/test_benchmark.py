@@ -57,6 +57,8 @@ def test_benchmark_rows_summary_consistency_and_resume(dataset, loaded, tmp_path
     assert len(_rows(out / "consistency.csv")) == 5 * 2  # contour only: 2 areas
     summary = (out / "summary.md").read_text()
     assert "| contour | 0.1 | 5 |" in summary and "Run-to-run consistency" in summary
+    with Image.open(out / "profile.png") as im:  # fidelity against area, per method
+        assert im.size[0] > 500
     # Map metrics: one row per (method, image, seed); boxes give localisation scores in [0, 1].
     maps = _rows(out / "maps.csv")
     assert len(maps) == 5 * (2 + 1)

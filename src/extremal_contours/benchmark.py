@@ -216,12 +216,23 @@ def run_benchmark(
         dist.barrier()
         if rank == 0:
             merge_shards(out)
-            (out / "summary.md").write_text(summarise(out))
+            _write_summary(out)
         dist.barrier()
         return out
     merge_shards(out)  # what a killed sharded run left behind
-    (out / "summary.md").write_text(summarise(out))
+    _write_summary(out)
     return out
+
+
+def _write_summary(out: Path) -> None:
+    """``summary.md`` and ``profile.png`` (fidelity against area per method) from the CSVs."""
+    (out / "summary.md").write_text(summarise(out))
+    with (out / "per_image.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if rows:
+        from .figures import method_profiles
+
+        method_profiles(rows, out / "profile.png")
 
 
 def distributed_rank() -> tuple[int, int]:

@@ -147,3 +147,33 @@ def save_sweep(result: ContourResult, folder: str | os.PathLike[str], level: flo
         summary_figure(result, target / "summary.png", i, level=level)
         out.append(target)
     return out
+
+
+def method_profiles(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> Path:
+    """The fidelity-area profile of every method of a benchmark: median preserve ratio and mean
+    delete drop against area, one line per method. ``rows`` are ``per_image.csv`` rows."""
+    plt = _plt()
+    methods = sorted({r["method"] for r in rows})
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
+    for k, method in enumerate(methods):
+        by_area: dict[float, list[dict[str, Any]]] = {}
+        for r in rows:
+            if r["method"] == method:
+                by_area.setdefault(float(r["area"]), []).append(r)
+        areas = sorted(by_area)
+        keep = [float(np.median([float(r["preserve_ratio"]) for r in by_area[a]])) for a in areas]
+        drop = [float(np.mean([float(r["delete_drop"]) for r in by_area[a]])) for a in areas]
+        style = {"color": PALETTE[k % len(PALETTE)], "marker": "os^vD<>"[k % 7], "label": method, "linewidth": 1.8}
+        axes[0].plot(areas, keep, **style)
+        axes[1].plot(areas, drop, **style)
+    for ax, name in zip(axes, ("preserve ratio (median)", "delete drop (mean)"), strict=True):
+        ax.set_xlabel("area (fraction of the image)")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    axes[0].axhline(1.0, color="grey", linewidth=0.8, linestyle=":")
+    axes[1].legend(fontsize=8, loc="best")
+    fig.suptitle("fidelity against area, per method", fontsize=10)
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
