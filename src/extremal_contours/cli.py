@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__, sample_image_path
+from ._errors import first_line
 from .explainer import VARIANTS, ExtremalContour
 from .images import ImageError, find_images, load_image
 from .models import DEFAULT_MODEL, LoadedModel, ModelError, load_model
@@ -222,19 +223,13 @@ def _explain_pictures(args: argparse.Namespace, sweep: bool) -> int:
                 save_sweep(result, folder)
         except (ImageError, ValueError, TypeError, RuntimeError) as exc:
             failed += 1
-            tqdm.write(f"error: {path}: {_one_line(exc)}", file=sys.stderr)
+            tqdm.write(f"error: {path}: {first_line(exc)}", file=sys.stderr)
             continue
         done += 1
         tqdm.write(_summary(path.name, result, folder))
     if len(files) > 1:
         print(f"{done} explained, {skipped} already done, {failed} failed -> {out}", file=sys.stderr)
     return 1 if failed else 0
-
-
-def _one_line(exc: BaseException) -> str:
-    """The first line of an error's message (its type when it has none)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _image_key(path: Path, roots: list[Path]) -> str:
@@ -293,7 +288,7 @@ def _explain_to_store(
             store.add(result, images=[name], sources=[str(path.resolve())])
         except (ImageError, ValueError, TypeError, RuntimeError) as exc:
             failed += 1
-            message = _one_line(exc)
+            message = first_line(exc)
             store.add_error(name, message)
             tqdm.write(f"error: {path}: {message}", file=sys.stderr)
     bar.close()

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from . import contour as C
+from ._errors import first_line
 from .perturbation import Perturbation
 from .result import ContourParts, ContourResult, _pad_slots, _single_parts, display_images
 from .sweep import DEFAULT_AREAS
@@ -439,8 +440,7 @@ class ExtremalContour:
             except (TypeError, ValueError):
                 raise
             except Exception as exc:  # the model's own error, made one line
-                message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise ValueError(f"the model failed on input of shape {tuple(x.shape)}: {message}") from exc
+                raise ValueError(f"the model failed on input of shape {tuple(x.shape)}: {first_line(exc)}") from exc
             cost["eval_batches"].append(n)
             if not torch.isfinite(clean).all():
                 raise ValueError("the model's output on the clean images contains NaN or infinite values")

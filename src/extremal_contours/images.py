@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ._errors import first_line
+
 __all__ = ["IMAGE_SUFFIXES", "MAX_PIXELS", "MIN_SIDE", "ImageError", "find_images", "load_image"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -99,7 +101,6 @@ def load_image(path: str | os.PathLike[str]) -> tuple[Image.Image, str | None]:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(f"picture is too large (over {MAX_PIXELS / 1e6:.0f} MP): {path}") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ImageError(f"cannot read {path}: {reason} (truncated or corrupt file?)") from None
+        raise ImageError(f"cannot read {path}: {first_line(exc)} (truncated or corrupt file?)") from None
     rgb, note = _to_rgb(image)
     return rgb, note

@@ -20,6 +20,8 @@ from PIL import Image
 from torch import Tensor, nn
 from torchvision.transforms.v2 import functional as TF
 
+from ._errors import first_line
+
 __all__ = ["DEFAULT_MODEL", "EMBEDDED", "LoadedModel", "ModelError", "imagenet_classes", "load_model"]
 
 DEFAULT_MODEL = "efficientnet_lite0"
@@ -115,7 +117,7 @@ def _state_dict(path: Path) -> dict[str, Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt or not a state dict
-        raise ModelError(f"cannot read weights from {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+        raise ModelError(f"cannot read weights from {path}: {first_line(exc)}") from exc
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -214,8 +216,7 @@ def load_model(
                 try:
                     _load_by_position(model, state, str(weights))
                 except ModelError:
-                    first = str(exc).strip().splitlines()[0]
-                    raise ModelError(f"{weights} does not fit {name}: {first}") from exc
+                    raise ModelError(f"{weights} does not fit {name}: {first_line(exc)}") from exc
     model.eval().to(device)
     size = int(cfg.get("input_size", (3, 224, 224))[-1])
     head = getattr(model, "num_classes", None)
