@@ -688,7 +688,7 @@ class ExtremalContour:
         seed: int = 0,
         names: Sequence[str] | None = None,
         nesting: float | None = 5.0,
-        families: int | None = None,
+        families: int | None = 2,
     ) -> ContourResult:
         """Explain every image at several areas in one batch, with nested regions.
 
@@ -700,8 +700,9 @@ class ExtremalContour:
         effect. Use :func:`extremal_contours.sweep.importance_map` and
         :func:`extremal_contours.sweep.profile` (or :mod:`extremal_contours.figures`) on the result.
 
-        ``families`` is the number of families (starts) of a nested sweep (``None``: the explainer's
-        ``starts``); fewer make the sweep cheaper.
+        ``families`` is the number of families (starts) of a nested sweep (default 2, at most the
+        explainer's ``starts``; ``None``: ``starts``). Two families make a sweep of 7 areas cheaper
+        than 7 separate runs (``docs/SWEEPS.md``); ``nesting=0`` ignores it.
         """
         areas = tuple(sorted(float(a) for a in areas))
         if len(set(areas)) != len(areas):
@@ -711,7 +712,8 @@ class ExtremalContour:
             if nesting < 0:
                 raise ValueError(f"nesting must be >= 0, got {nesting}")
             self.nesting = nesting
-        if families is not None:
+        if families is not None and self.nesting > 0:
+            families = min(families, self.starts)
             if families < 1 or (self.scan and self.scan * self.scan < families):
                 raise ValueError(f"families must be between 1 and the scan's {self.scan * self.scan or 'any'} discs, got {families}")
             self.starts, self.phases = families, _phases(self.iterations, families)

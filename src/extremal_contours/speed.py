@@ -164,7 +164,7 @@ def compare_batching(
 
 
 def compare_sweep(
-    explainer: ExtremalContour, x: Tensor, target: int | None, areas: tuple[float, ...], families: int | None = None
+    explainer: ExtremalContour, x: Tensor, target: int | None, areas: tuple[float, ...], families: int | None = 2
 ) -> dict[str, float]:
     """Seconds (and forward+backward passes) of one sweep over ``areas`` against one ``attribute``
     per area, in one run."""
