@@ -80,7 +80,11 @@ def test_multi_contour_exports_and_store(tmp_path, tiny, images):
     assert geometry["type"] == "MultiPolygon" and len(geometry["coordinates"]) == 2
     assert result.svg_path().count("M ") == 2
     record = json.loads((saved / "explanation.json").read_text())
-    assert len(record["contours"][0]["parts"]) == 2
+    parts = record["contours"][0]["parts"]
+    assert len(parts) == 2
+    # each contour's own area; together at least the union's (they may overlap)
+    assert sum(p["visible_area"] for p in parts) >= float(result.visible_area[0, 0]) - 0.01
+    assert all(0 < p["visible_area"] <= 0.21 for p in parts)
     store = ResultStore(tmp_path / "s.sqlite")
     store.add(result)
     row = load_results(tmp_path / "s.sqlite")[0]

@@ -271,6 +271,12 @@ class ContourResult:
                         "centre_px": C.to_pixels(self.parts.centre[image, j, i], h, w).tolist(),
                         "harmonics": self.parts.coeffs[image, j, i].tolist(),
                         "scale": float(self.parts.scale[image, j, i]),
+                        "visible_area": float(
+                            C.visible_area(
+                                self.parts.centre[image, j, i][None], self.parts.coeffs[image, j, i][None],
+                                self.parts.scale[image, j, i][None], C.image_extent(h, w),
+                            )[0]
+                        ),  # of this contour alone (they may overlap)
                         "polygon_px": self.parts.polygons[image, j, i].tolist(),
                     }
                     for i in range(int(self.parts.count[image, j]))
