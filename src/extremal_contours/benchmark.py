@@ -226,9 +226,9 @@ def run_benchmark(
 
 def _write_summary(out: Path) -> None:
     """``summary.md`` and ``profile.png`` (fidelity against area per method) from the CSVs."""
-    (out / "summary.md").write_text(summarise(out))
     with (out / "per_image.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
+    (out / "summary.md").write_text(summarise(out, rows))
     if rows:
         from .figures import method_profiles
 
@@ -349,10 +349,12 @@ def _interval(values: list[float]) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def summarise(out: Path) -> str:
-    """Markdown tables from ``per_image.csv`` (and ``consistency.csv``)."""
-    with (out / "per_image.csv").open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+def summarise(out: Path, rows: list[dict[str, str]] | None = None) -> str:
+    """Markdown tables from ``per_image.csv`` (its ``rows`` when already read) and, where they
+    exist, ``consistency.csv`` and ``maps.csv``."""
+    if rows is None:
+        with (out / "per_image.csv").open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
     groups: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
     for r in rows:
         groups[(r["method"], r["area"])].append(r)

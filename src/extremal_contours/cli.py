@@ -310,7 +310,7 @@ def _explain_to_store(
 def cmd_show(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from .store import load_results, redraw
+    from .store import contours_of, load_results, redraw
     from .viz import draw_overlay, mask_image
 
     try:
@@ -333,7 +333,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             picture = loaded_picture.resize((int(row["width"]), int(row["height"])))
         if picture is None:
             picture = Image.new("RGB", (int(row["width"]), int(row["height"])), (200, 200, 200))
-        draw_overlay(picture, [p["polygon"] for p in row["parts"]] if row.get("parts") else [row["polygon"]]).save(out / f"overlay_{tag}.png")
+        draw_overlay(picture, [c["polygon"] for c in contours_of(row)]).save(out / f"overlay_{tag}.png")
         ratio = (row["preserve_probability"] / row["clean_probability"]) if row["clean_probability"] else row["preserve_score"] / row["clean_score"]
         print(f"{row['image']}: target {int(row['target'])} area {row['area']:g} seed {int(row['seed'])} preserve {ratio:.2f} -> {out / f'overlay_{tag}.png'}")
     return 0

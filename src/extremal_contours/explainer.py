@@ -73,6 +73,14 @@ def _check_output(out: Any, rows: int) -> Tensor:
     return out
 
 
+def _check_starts(count: int, scan: int, name: str) -> None:
+    """``count`` starts (or families) must be at least one and fit the scan's ``scan x scan`` discs."""
+    if count < 1:
+        raise ValueError(f"{name} must be >= 1, got {count}")
+    if scan and scan * scan < count:
+        raise ValueError(f"a scan grid of {scan}x{scan} cannot place {count} {name}")
+
+
 def _phases(iterations: int, starts: int) -> list[tuple[int, int]]:
     """Successive halving: ``(steps, live starts)`` per phase.
 
@@ -193,12 +201,9 @@ class ExtremalContour:
             raise TypeError(f"model must be a torch.nn.Module or a callable, got {type(model).__name__}")
         if harmonics < 0:
             raise ValueError(f"harmonics must be >= 0, got {harmonics}")
-        if starts < 1:
-            raise ValueError(f"starts must be >= 1, got {starts}")
         if scan < 0:
             raise ValueError(f"scan must be >= 0, got {scan}")
-        if scan and scan * scan < starts:
-            raise ValueError(f"a scan grid of {scan}x{scan} cannot place {starts} starts")
+        _check_starts(starts, scan, "starts")
         if batch_size < 2:
             raise ValueError(f"batch_size must be >= 2, got {batch_size}")
         if len(edge) != 2 or min(edge) <= 0:
@@ -714,8 +719,7 @@ class ExtremalContour:
             self.nesting = nesting
         if families is not None and self.nesting > 0:
             families = min(families, self.starts)
-            if families < 1 or (self.scan and self.scan * self.scan < families):
-                raise ValueError(f"families must be between 1 and the scan's {self.scan * self.scan or 'any'} discs, got {families}")
+            _check_starts(families, self.scan, "families")
             self.starts, self.phases = families, _phases(self.iterations, families)
         try:
             return self.attribute(x, target, areas=areas, variant=variant, seed=seed, names=names)

@@ -174,10 +174,10 @@ def compare_sweep(
     swept = explainer.sweep(x, target, areas=areas, families=families)
     _sync(device)
     sweep = time.perf_counter() - start
-    passes = [swept.cost["forward_backward"], 0]
+    separate_passes = 0
     start = time.perf_counter()
     for area in areas:
-        passes[1] += explainer.attribute(x, target, areas=(area,)).cost["forward_backward"]
+        separate_passes += explainer.attribute(x, target, areas=(area,)).cost["forward_backward"]
     _sync(device)
     separate = time.perf_counter() - start
     return {
@@ -185,6 +185,6 @@ def compare_sweep(
         "sweep_s": sweep,
         "separate_s": separate,
         "ratio": separate / sweep,
-        "sweep_passes": passes[0],
-        "separate_passes": passes[1],
+        "sweep_passes": swept.cost["forward_backward"],
+        "separate_passes": separate_passes,
     }

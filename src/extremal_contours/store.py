@@ -30,7 +30,7 @@ from torch import Tensor
 from . import contour as C
 from .result import ContourResult
 
-__all__ = ["COLUMNS", "ResultStore", "done_images", "failed_images", "load_results", "merge", "redraw", "settings_key", "shard_path", "store_files"]
+__all__ = ["COLUMNS", "ResultStore", "contours_of", "done_images", "failed_images", "load_results", "merge", "redraw", "settings_key", "shard_path", "store_files"]
 
 #: Columns of the ``explanations`` table, in order (JSON text for the lists and dicts).
 COLUMNS = (
@@ -270,10 +270,19 @@ def merge(path: str | os.PathLike[str]) -> int:
     return total
 
 
+def contours_of(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The contours of a stored row (from :func:`load_results`): its ``parts`` for a multi-contour
+    region, else the row's own contour; each with ``centre``, ``coeffs``, ``scale`` and ``polygon``."""
+    if row.get("parts"):
+        return row["parts"]
+    centre = [row["centre_x"], row["centre_y"]]
+    return [{"centre": centre, "coeffs": row["coeffs"], "scale": row["scale"], "polygon": row["polygon"]}]
+
+
 def redraw(row: dict[str, Any], edge: float | None = None) -> Tensor:
     """The mask ``(H, W)`` of a stored row, from its parameters alone (bool; soft with ``edge``); a
     multi-contour row is the union of its parts."""
-    pieces = row.get("parts") or [{"centre": [row["centre_x"], row["centre_y"]], "coeffs": row["coeffs"], "scale": row["scale"]}]
+    pieces = contours_of(row)
     centre = torch.tensor([[p["centre"] for p in pieces]], dtype=torch.float64)
     coeffs = torch.tensor([[p["coeffs"] for p in pieces]], dtype=torch.float64).reshape(1, len(pieces), -1, 2)
     scale = torch.tensor([[p["scale"] for p in pieces]], dtype=torch.float64)
