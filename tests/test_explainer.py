@@ -261,3 +261,44 @@ def test_bad_call_arguments(tiny, images, kwargs, message):
 def test_bad_settings(tiny, kwargs, message):
     with pytest.raises(ValueError, match=message):
         ExtremalContour(tiny, **{**FAST, **kwargs})
+
+
+class _ViewNet(nn.Module):
+    """Flattens its input with ``.view``, which a channels-last tensor refuses; records each input's layout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.head = nn.Linear(3 * 32 * 32, 4)
+        self.layouts: list[bool] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.layouts.append(x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous())
+        return self.head(x.view(x.shape[0], -1))
+
+
+def test_channels_last_inputs_on_cpu_give_the_same_answer():
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    model = TinyNet().eval()
+    seen = []
+    hook = model.features[0].register_forward_pre_hook(lambda m, a: seen.append(a[0].is_contiguous(memory_format=torch.channels_last)))
+    fast = ExtremalContour(model, **FAST).attribute(x, target=1)  # auto: channels-last on the CPU
+    assert seen and all(seen)
+    seen.clear()
+    plain = ExtremalContour(model, **FAST, channels_last=False).attribute(x, target=1)
+    hook.remove()
+    assert seen and not any(seen)
+    assert all(p.is_contiguous() for p in model.parameters())  # only the inputs change layout
+    torch.testing.assert_close(fast.centre, plain.centre, atol=1e-4, rtol=1e-4)
+    assert (fast.masks != plain.masks).float().mean() < 0.01
+    assert fast.settings["channels_last"] is None and plain.settings["channels_last"] is False
+
+
+def test_a_model_that_refuses_channels_last_falls_back_to_contiguous():
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    model = _ViewNet()
+    result = ExtremalContour(model, **FAST, channels_last=True).attribute(x, target=1)
+    assert model.layouts[0] is True and not any(model.layouts[1:])  # tried once, then contiguous for good
+    reference = ExtremalContour(_ViewNet(), **FAST, channels_last=False).attribute(x, target=1)
+    torch.testing.assert_close(result.centre, reference.centre)
+    torch.testing.assert_close(result.preserve_score, reference.preserve_score)

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from . import contour as C
 from ._errors import first_line
+from ._layout import ModelCall, wants_channels_last
 from .perturbation import Perturbation
 from .result import ContourParts, ContourResult, _pad_slots, _single_parts, display_images
 from .sweep import DEFAULT_AREAS
@@ -155,6 +156,8 @@ class ExtremalContour:
         jitter: flip the input horizontally on alternate steps (Fong et al.; off by default, see
             ``docs/TUNING.md``).
         batch_size: most images per forward pass (bounds memory).
+        channels_last: feed the model channels-last inputs (``None``: on the CPU only, where
+            convolutions run about 1.7x faster that way; the model itself is not changed).
         mean, std: the model's input normalisation, used only to show the images in saved results.
         class_names: names of the model's classes, recorded with results.
         progress: show a progress bar (``None``: only on a terminal).
@@ -192,6 +195,7 @@ class ExtremalContour:
         score: str | Callable[..., Tensor] = "logit",
         jitter: bool = False,
         batch_size: int = 32,
+        channels_last: bool | None = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         class_names: Sequence[str] | None = None,
@@ -242,6 +246,8 @@ class ExtremalContour:
         self._score_fn = as_score(score)
         self.jitter = jitter
         self.batch_size = batch_size
+        self.channels_last = channels_last
+        self._call = ModelCall(model, False)
         self.mean, self.std = mean, std
         self.class_names = list(class_names) if class_names is not None else None
         self.progress = progress
@@ -275,12 +281,13 @@ class ExtremalContour:
             "score": describe(self.score),
             "jitter": self.jitter,
             "batch_size": self.batch_size,
+            "channels_last": self.channels_last,
         }
 
     # -- model calls ------------------------------------------------------------------------------
 
     def _run(self, x: Tensor) -> Tensor:
-        return _check_output(self.model(x), x.shape[0])
+        return _check_output(self._call(x), x.shape[0])
 
     def _chunks(self, rows: int, copies: int = 1) -> Iterator[slice]:
         """Slices of at most ``batch_size`` model inputs, each row making ``copies`` of them."""
@@ -434,6 +441,7 @@ class ExtremalContour:
     ) -> ContourResult:
         device, dtype = _model_place(self.model, x)
         x = x.detach().to(device=device, dtype=dtype)
+        self._call = ModelCall(self.model, wants_channels_last(self.channels_last, device))
         n, _, height, width = x.shape
         extent = C.image_extent(height, width)
         cost = {"step_batches": [], "eval_batches": []}

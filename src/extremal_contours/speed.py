@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ._layout import wants_channels_last
 from .explainer import ExtremalContour
 
 __all__ = ["OverheadReport", "compare_batching", "compare_sweep", "measure_overhead", "time_passes"]
@@ -28,12 +29,17 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_passes(model: torch.nn.Module, x: Tensor, batch: int, backward: bool, repeats: int = 3) -> float:
+def time_passes(
+    model: torch.nn.Module, x: Tensor, batch: int, backward: bool, repeats: int = 3, channels_last: bool = False
+) -> float:
     """Median seconds of one forward (+ backward to the input) of a batch of ``batch`` inputs like the
     explainer's: ``x[:1]`` blurred outside random discs of area 0.1 (each row different; on CPU the
-    model is measurably faster on identical copies of one clean image than on such a batch)."""
+    model is measurably faster on identical copies of one clean image than on such a batch), in the
+    channels-last layout if ``channels_last`` (as the explainer feeds it)."""
     device = x.device
     inp = _typical_inputs(x[:1], batch)
+    if channels_last:
+        inp = inp.contiguous(memory_format=torch.channels_last)
     times = []
     for _ in range(repeats + 1):  # the first run warms up
         _sync(device)
@@ -72,6 +78,8 @@ class OverheadReport:
     wall: list[float]
     model_time: list[float]
     step_time: list[float]
+    plain_step_time: list[float]
+    channels_last: bool
     steps: int
     forward_backward: int
     forward: int
@@ -88,16 +96,25 @@ class OverheadReport:
         """Median of wall / (time of the forward+backward steps alone): forward-only passes count as overhead."""
         return statistics.median(w / s for w, s in zip(self.wall, self.step_time, strict=True))
 
+    @property
+    def plain_ratio(self) -> float:
+        """Median of wall / (the steps' forward+backward passes in the plain contiguous layout, as a
+        user would run the model); below 1 where the explainer's layout beats that floor."""
+        return statistics.median(w / s for w, s in zip(self.wall, self.plain_step_time, strict=True))
+
     def text(self) -> str:
+        layout = "channels-last" if self.channels_last else "contiguous"
         return "\n".join(
             [
-                f"device: {self.device}",
+                f"device: {self.device}; model inputs: {layout}",
                 f"steps: {self.steps}; images through forward+backward: {self.forward_backward}; forward only: {self.forward}",
                 f"attribute wall time (s): {', '.join(f'{w:.2f}' for w in self.wall)}",
                 f"model time, all passes (s): {', '.join(f'{m:.2f}' for m in self.model_time)}",
                 f"model time, forward+backward steps only (s): {', '.join(f'{s:.2f}' for s in self.step_time)}",
                 f"overhead ratio (wall / all model passes): {self.ratio:.3f}",
                 f"overhead ratio (wall / forward+backward steps only): {self.step_ratio:.3f}",
+                f"model time, forward+backward steps, contiguous inputs (s): {', '.join(f'{s:.2f}' for s in self.plain_step_time)}",
+                f"wall / forward+backward steps with contiguous inputs: {self.plain_ratio:.3f}",
             ]
         )
 
@@ -109,8 +126,9 @@ def measure_overhead(
     model = explainer.model
     device = next(iter(model.parameters())).device if isinstance(model, torch.nn.Module) else x.device
     x = x.to(device)
+    layout = wants_channels_last(explainer.channels_last, device)
     explainer.attribute(x, target, areas=areas)  # warm-up
-    wall, model_time, step_time = [], [], []
+    wall, model_time, step_time, plain_step_time = [], [], [], []
     result = None
     for _ in range(repeats):
         _sync(device)
@@ -124,18 +142,22 @@ def measure_overhead(
         if isinstance(model, torch.nn.Module):
             model.eval()
         try:
-            fb = sum(n * time_passes(model, x, b, True) for b, n in steps.items())
-            f = sum(n * time_passes(model, x, b, False) for b, n in evals.items())
+            fb = sum(n * time_passes(model, x, b, True, channels_last=layout) for b, n in steps.items())
+            f = sum(n * time_passes(model, x, b, False, channels_last=layout) for b, n in evals.items())
+            plain = fb if not layout else sum(n * time_passes(model, x, b, True) for b, n in steps.items())
         finally:
             for m, flag in zip(model.modules() if isinstance(model, torch.nn.Module) else [], was_training, strict=False):
                 m.training = flag
         step_time.append(fb)
+        plain_step_time.append(plain)
         model_time.append(fb + f)
     assert result is not None
     return OverheadReport(
         wall=wall,
         model_time=model_time,
         step_time=step_time,
+        plain_step_time=plain_step_time,
+        channels_last=layout,
         steps=result.cost["steps"],
         forward_backward=result.cost["forward_backward"],
         forward=result.cost["forward"],

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .._layout import ModelCall, wants_channels_last
 from ..explainer import VARIANTS, _check_output, _disabled, _eval_mode, _model_place, _nullcontext
 from ..perturbation import Perturbation
 from ..targets import as_score, describe, needs_class, probabilities
@@ -140,6 +141,7 @@ class ExtremalPerturbation:
         score: as for the contour (``"logit"`` default, like the reference's reward).
         jitter: flip the input on alternate steps.
         batch_size: most images per forward pass.
+        channels_last: channels-last model inputs (``None``: on the CPU only), as the contour.
         progress: progress bar (``None``: on a terminal only).
     """
 
@@ -162,9 +164,12 @@ class ExtremalPerturbation:
         score: str | Callable[..., Tensor] = "logit",
         jitter: bool = True,
         batch_size: int = 32,
+        channels_last: bool | None = None,
         progress: bool | None = None,
     ) -> None:
         self.model = model
+        self.channels_last = channels_last
+        self._call = ModelCall(model, False)
         self.iterations = iterations
         self.lr = lr
         self.momentum = momentum
@@ -200,6 +205,7 @@ class ExtremalPerturbation:
             "perturbation_options": self.perturbation_options,
             "score": describe(self.score),
             "jitter": self.jitter,
+            "channels_last": self.channels_last,
         }
 
     def attribute(
@@ -224,10 +230,11 @@ class ExtremalPerturbation:
         started = time.perf_counter()
         device, dtype = _model_place(self.model, x)
         x = x.detach().to(device=device, dtype=dtype)
+        self._call = ModelCall(self.model, wants_channels_last(self.channels_last, device))
         n, _, height, width = x.shape
         a = len(areas)
         with torch.no_grad():
-            clean = _check_output(self.model(x), n)
+            clean = _check_output(self._call(x), n)
         if target is None and needs_class(self.score):
             classes = clean.argmax(1)
         elif target is None:
@@ -291,8 +298,8 @@ class ExtremalPerturbation:
             for start in range(0, rows, self.batch_size):
                 sl = slice(start, min(rows, start + self.batch_size))
                 m = binary[sl].to(dtype)
-                keep_out.append(_check_output(self.model(perturb(m, image[sl])), m.shape[0]))
-                del_out.append(_check_output(self.model(perturb(1 - m, image[sl])), m.shape[0]))
+                keep_out.append(_check_output(self._call(perturb(m, image[sl])), m.shape[0]))
+                del_out.append(_check_output(self._call(perturb(1 - m, image[sl])), m.shape[0]))
             out_keep, out_del = torch.cat(keep_out), torch.cat(del_out)
             cls = classes[image] if classes is not None else None
             keep_score = score_fn(out_keep, clean[image], cls).float()
@@ -343,7 +350,7 @@ class ExtremalPerturbation:
         if flip:
             batch = batch.flip(-1)
         image2 = image.repeat(len(parts))
-        out = _check_output(self.model(batch), batch.shape[0])
+        out = _check_output(self._call(batch), batch.shape[0])
         score = self._score_fn(out, clean[image2], classes[image2] if classes is not None else None).float()
         r = image.shape[0]
         if variant == "preserve":
