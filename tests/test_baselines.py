@@ -9,6 +9,7 @@ from extremal_contours.baselines.rise import rise_masks
 
 FAST = {
     "contour": {"iterations": 4, "starts": 1, "scan": 2},
+    "contour_map": {"iterations": 4, "starts": 1, "scan": 2},
     "extremal_perturbation": {"iterations": 6},
     "rise": {"count": 64},
     "occlusion": {"window": 16, "stride": 8},
@@ -18,7 +19,7 @@ FAST = {
 
 def test_list_names_every_method():
     assert set(list_explainers()) == {
-        "contour", "extremal_perturbation", "gradcam", "integrated_gradients", "saliency", "occlusion", "rise"
+        "contour", "contour_map", "extremal_perturbation", "gradcam", "integrated_gradients", "saliency", "occlusion", "rise"
     }  # fmt: skip
     with pytest.raises(ValueError, match="unknown method"):
         get_explainer("lime", TinyNet())
@@ -106,3 +107,23 @@ def test_dense_ep_on_a_real_image_reaches_its_area_inside_the_image(lite0):
     result = explainer.attribute(x, target=entry["label"], areas=(0.1,))
     assert abs(result.visible_area.item() - 0.1) < 0.03
     assert result.cost["forward_backward"] == 100
+
+
+def test_contour_map_is_the_importance_map_of_a_nested_sweep():
+    from extremal_contours import ExtremalContour
+    from extremal_contours.sweep import DEFAULT_AREAS, importance_map
+
+    x, _ = disc_image()
+    options = {"iterations": 8, "starts": 2, "scan": 2}
+    got = get_explainer("contour_map", BrightSpot(), **options).attribute(x, target=0, areas=(0.15,), seed=1)
+    swept = ExtremalContour(BrightSpot(), progress=False, **options).sweep(
+        x, 0, areas=sorted({*DEFAULT_AREAS, 0.15}), seed=1
+    )
+    assert got.areas == (0.15,) and got.masks.shape == (1, 1, 1, *x.shape[-2:])
+    assert torch.equal(got.masks[:, 0], swept.masks[:, swept.areas.index(0.15)])
+    assert torch.equal(got.maps, importance_map(swept.masks, swept.areas))
+    levels = got.maps.unique()
+    assert len(levels) > 3  # a graded map, not one region
+    # The map's top 15% is the region of area 0.15 (nested sweep: smaller regions sit inside it).
+    top = got.maps[0, 0] >= 1 - 0.15
+    assert (top == got.masks[0, 0, 0]).float().mean() > 0.97

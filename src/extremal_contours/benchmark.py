@@ -38,7 +38,7 @@ MAP_FIELDS = [
 ]  # fmt: skip
 
 #: Methods whose result depends on the seed (the others run once).
-SEEDED = ("contour", "rise")
+SEEDED = ("contour", "contour_map", "rise")
 
 FIELDS = [
     "method", "image", "label", "area", "seed", "visible_area", "clean_probability", "preserve_ratio", "delete_drop",

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from ..explainer import ExtremalContour, _check_output, _eval_mode, _model_place, _nullcontext
 from ..perturbation import Perturbation
+from ..sweep import DEFAULT_AREAS, importance_map
 from .extremal_perturbation import ExtremalPerturbation
 from .rise import rise
 
@@ -112,6 +113,24 @@ class _Contour(_Method):
         result = ExtremalContour(self.model, **{"progress": False, **self.options}).attribute(x, target, areas=areas, seed=seed, **kw)
         # One area: the region; several: nested levels.
         return _mask_output(result, maps=result.masks.float().mean(1), masks=result.masks)
+
+
+class _ContourMap(_Method):
+    """The contour as an importance map: one nested sweep (``ExtremalContour.sweep``) over the default
+    areas plus the requested ones; the map is :func:`~extremal_contours.sweep.importance_map` of its
+    regions, the masks are its regions at the requested areas."""
+
+    name = "contour_map"
+    uses_masks = True
+
+    def _attribute(self, x: Tensor, target: Any, areas: Sequence[float] = (0.1,), seed: int = 0, **kw: Any) -> dict[str, Any]:
+        wanted = [float(a) for a in areas]
+        swept = tuple(sorted(set(DEFAULT_AREAS) | set(wanted)))
+        result = ExtremalContour(self.model, **{"progress": False, **self.options}).sweep(x, target, areas=swept, seed=seed, **kw)
+        pick = [result.areas.index(a) for a in wanted]
+        out = _mask_output(result, maps=importance_map(result.masks, result.areas), masks=result.masks[:, pick])
+        out["areas"] = tuple(wanted)
+        return out
 
 
 class _Extremal(_Method):
@@ -230,7 +249,7 @@ class _Rise(_Method):
 
 
 _METHODS: dict[str, type[_Method]] = {
-    m.name: m for m in (_Contour, _Extremal, _GradCam, _IntegratedGradients, _Saliency, _Occlusion, _Rise)
+    m.name: m for m in (_Contour, _ContourMap, _Extremal, _GradCam, _IntegratedGradients, _Saliency, _Occlusion, _Rise)
 }
 
 
