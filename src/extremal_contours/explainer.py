@@ -130,8 +130,10 @@ class ExtremalContour:
         scan: side of the grid of discs scored (forward only) to place the starts; 0 places the
             starts on a fixed grid instead.
         start_jitter: the seed's random offset of each start's centre, as a fraction of the image's
-            width and height (its harmonics get noise of ``start_jitter / 2k``); 0 makes the seed
-            irrelevant.
+            width and height (its harmonics get noise of ``start_jitter / 2k``). The default 0
+            makes the explanation deterministic: the starts come from the scan alone and the seed
+            only drives the flip jitter (``jitter=True``). ``docs/BENCHMARKS.md`` section 3 measures
+            both.
         lr: Adam learning rate of the harmonics (normalised units).
         centre_lr: Adam learning rate of the centre (``None``: ``lr``).
         lr_end: the learning rates follow a cosine from their value to ``lr_end`` times it.
@@ -177,7 +179,7 @@ class ExtremalContour:
         iterations: int = 64,
         starts: int = 4,
         scan: int = 4,
-        start_jitter: float = 0.1,
+        start_jitter: float = 0.0,
         lr: float = 0.05,
         centre_lr: float | None = 0.02,
         lr_end: float = 0.02,
