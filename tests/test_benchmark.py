@@ -8,7 +8,7 @@ from PIL import Image
 
 from conftest import TinyNet
 from extremal_contours import metrics as M
-from extremal_contours.benchmark import BenchmarkConfig, run_benchmark
+from extremal_contours.benchmark import BenchmarkConfig, run_benchmark, speed_table
 from extremal_contours.models import LoadedModel
 
 
@@ -66,6 +66,10 @@ def test_benchmark_rows_summary_consistency_and_resume(dataset, loaded, tmp_path
         assert 0 <= float(r["relevance_mass"]) <= 1 and float(r["pointing_game"]) in (0.0, 1.0)
         assert float(r["complexity"]) > 0 and r["insertion_auc"] == "nan"
     assert "Attribution maps" in summary
+    # Speed: the model's own time per pass, measured once, and each method's overhead over it.
+    floor = json.loads((out / "speed.json").read_text())
+    assert floor["forward_backward_s"] > 0 and floor["forward_s"] > 0 and floor["input"] == [3, 32, 32]
+    assert "## Speed" in summary and "overhead ratio" in summary
     # A re-run does nothing more; a bigger run adds only the new work.
     run_benchmark(config, loaded, progress=False, log=logs.append)
     assert len(_rows(out / "per_image.csv")) == len(rows)
@@ -146,3 +150,15 @@ def test_benchmark_under_torchrun_matches_one_process(dataset, tmp_path):
         assert float(ra["preserve_ratio"]) == pytest.approx(float(rb["preserve_ratio"]), rel=1e-3, abs=1e-4)
     assert _rows(tmp_path / "two" / "errors.csv")[0]["image"] == "broken.png"
     assert not (tmp_path / "two" / "shards").exists() or not any((tmp_path / "two" / "shards").iterdir())
+
+
+def test_speed_table_divides_seconds_by_the_model_floor():
+    rows = [
+        {"method": "m", "image": f"{i}", "area": a, "seconds_per_image": "3.0", "forward_backward_per_image": "10",
+         "forward_per_image": "2"}
+        for i in range(2) for a in ("0.1", "0.2")
+    ]  # fmt: skip
+    floor = {"forward_backward_s": 0.1, "forward_s": 0.05, "batch": 4, "device": "cpu", "channels_last": True}
+    table = speed_table(rows, floor)
+    # Per image: 2 areas x (10 fwd+bwd x 0.1 s + 2 fwd x 0.05 s) = 2.2 s of model; 3.0 / 2.2 = 1.36.
+    assert "| m | 2 | 3.00 | 20 | 4 | 2.20 | 1.36 |" in table

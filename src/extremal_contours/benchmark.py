@@ -10,6 +10,7 @@ interval per metric).
 from __future__ import annotations
 
 import csv
+import json
 import math
 import statistics
 import time
@@ -142,6 +143,8 @@ def run_benchmark(
             continue
         device = next(iter(model.parameters())).device
         x = torch.cat(pictures).to(device)
+        if rank == 0 and not (out / "speed.json").is_file():
+            _write_json(out / "speed.json", model_floor(model, x[:1]))
         with torch.no_grad():
             logits = model(x)
             predicted, logits_width = logits.argmax(1), logits.shape[1]
@@ -222,6 +225,71 @@ def run_benchmark(
     merge_shards(out)  # what a killed sharded run left behind
     _write_summary(out)
     return out
+
+
+FLOOR_BATCH = 4
+
+
+def model_floor(model: Any, x: torch.Tensor, batch: int = FLOOR_BATCH) -> dict[str, Any]:
+    """Seconds per image of the model's own forward+backward (gradient to the input) and forward,
+    timed on a batch of ``batch`` perturbed copies of ``x`` in the layout the explainers feed it:
+    the floor that a method's seconds are divided by in the speed table."""
+    from ._layout import wants_channels_last
+    from .explainer import _eval_mode, _nullcontext
+    from .speed import time_passes
+
+    layout = wants_channels_last(None, x.device)
+    with _eval_mode(model) if isinstance(model, torch.nn.Module) else _nullcontext():
+        fb = time_passes(model, x, batch, True, channels_last=layout) / batch
+        f = time_passes(model, x, batch, False, channels_last=layout) / batch
+    return {
+        "forward_backward_s": fb,
+        "forward_s": f,
+        "batch": batch,
+        "input": list(x.shape[1:]),
+        "channels_last": layout,
+        "device": str(x.device),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
+
+
+def speed_table(rows: list[dict[str, str]], floor: dict[str, Any]) -> str:
+    """Markdown: per method, seconds and passes per image and the overhead ratio, seconds / (its
+    passes x the model's own time per pass from ``floor``)."""
+    by: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for r in rows:
+        by[r["method"]].append(r)
+    fb_s, f_s = float(floor["forward_backward_s"]), float(floor["forward_s"])
+    lines = [
+        "| method | images | s / image | fwd+bwd / image | fwd / image | model floor s / image | overhead ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for method, group in sorted(by.items()):
+        areas = len({r["area"] for r in group})
+        # Passes are recorded per (image, area); seconds per image (all its areas, one call).
+        seconds = statistics.fmean(float(r["seconds_per_image"]) for r in group)
+        fb = statistics.fmean(float(r["forward_backward_per_image"]) for r in group) * areas
+        f = statistics.fmean(float(r["forward_per_image"]) for r in group) * areas
+        floor_s = fb * fb_s + f * f_s
+        ratio = f"{seconds / floor_s:.2f}" if floor_s > 0 else "-"
+        lines.append(
+            f"| {method} | {len({r['image'] for r in group})} | {seconds:.2f} | {fb:.0f} | {f:.0f} | {floor_s:.2f} | {ratio} |"
+        )
+    layout = "channels-last" if floor.get("channels_last") else "contiguous"
+    return (
+        "\n## Speed\n\n"
+        f"Model floor: {fb_s:.4f} s per image forward+backward, {f_s:.4f} s forward ({floor['device']}, "
+        f"{floor.get('threads', '?')} threads, batches of {floor['batch']}, {layout} inputs, measured once at the "
+        "start of the run). Overhead ratio = seconds per image / (its passes x those times); 1 is the model alone.\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
 
 
 def _write_summary(out: Path) -> None:
@@ -407,8 +475,12 @@ def summarise(out: Path, rows: list[dict[str, str]] | None = None) -> str:
             table.append(f"| {method} | {len({r['image'] for r in group})} | " + " | ".join(cells) + " |")
         text += (
             "\n## Attribution maps (mean [95% CI]; localisation only where boxes exist)\n\n"
-            "Contour and dense EP maps are their binary regions at the benchmark's areas (averaged when several).\n\n"
+            "Contour and dense EP maps are their binary regions at the benchmark's areas (averaged when several); "
+            "contour_map is the importance map of a nested area sweep.\n\n"
             + "\n".join(table)
             + "\n"
         )
+    speed_path = out / "speed.json"
+    if speed_path.is_file() and rows:
+        text += speed_table(rows, json.loads(speed_path.read_text()))
     return text
