@@ -55,6 +55,9 @@ def test_benchmark_rows_summary_consistency_and_resume(dataset, loaded, tmp_path
     assert all(abs(float(r["visible_area"]) - float(r["area"])) < 0.02 for r in rows)
     assert _rows(out / "errors.csv")[0]["image"] == "broken.png"
     assert len(_rows(out / "consistency.csv")) == 5 * 2  # contour only: 2 areas
+    # Two seeds: the contour's seed moves its starts (its default run is deterministic).
+    assert any("start_jitter=0.1" in line for line in logs)
+    assert any(float(r["iou"]) < 1 for r in _rows(out / "consistency.csv"))
     summary = (out / "summary.md").read_text()
     assert "| contour | 0.1 | 5 |" in summary and "Run-to-run consistency" in summary
     with Image.open(out / "profile.png") as im:  # fidelity against area, per method

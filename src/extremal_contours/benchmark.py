@@ -41,6 +41,11 @@ MAP_FIELDS = [
 #: Methods whose result depends on the seed (the others run once).
 SEEDED = ("contour", "contour_map", "rise")
 
+#: Options that make a seed really change the run, for methods that are deterministic by default.
+#: EVALUATION.md: run-to-run consistency compares runs whose starts the seed moves (by up to 10% of
+#: the image); a method whose seed changes nothing has no consistency to report.
+SEEDED_STARTS: dict[str, dict[str, Any]] = {"contour": {"start_jitter": 0.1}, "contour_map": {"start_jitter": 0.1}}
+
 FIELDS = [
     "method", "image", "label", "area", "seed", "visible_area", "clean_probability", "preserve_ratio", "delete_drop",
     "seconds_per_image", "forward_backward_per_image", "forward_per_image", "batch",
@@ -118,6 +123,14 @@ def run_benchmark(
     def complete(name: str) -> bool:
         return all(method_done(m, name) for m in config.methods)
 
+    options = {m: dict(config.options.get(m, {})) for m in config.methods}
+    if len(config.seeds) > 1:
+        for method in config.methods:
+            seeded = {k: v for k, v in SEEDED_STARTS.get(method, {}).items() if k not in options[method]}
+            if seeded:
+                options[method].update(seeded)
+                text = ", ".join(f"{k}={v}" for k, v in seeded.items())
+                log(f"{method}: {len(config.seeds)} seeds, so each seed moves the starts ({text}) and run-to-run IoU means something; one seed runs the deterministic default")
     todo = [s for s in samples if not complete(s.name) and s.name not in failed]
     log(f"{len(samples)} images, {len(samples) - len(todo)} already done, {len(todo)} to run -> {out}" + (f" ({world} processes)" if world > 1 and rank == 0 else ""))
     todo = todo[rank::world]
@@ -162,7 +175,7 @@ def run_benchmark(
             x_run, classes_run = x[need], classes[need]
             perturb = Perturbation(x_run, "blur")
             seeds = config.seeds if method in SEEDED else config.seeds[:1]
-            explainer = get_explainer(method, model, **config.options.get(method, {}))
+            explainer = get_explainer(method, model, **options[method])
             per_seed_masks = []
             for seed in seeds:
                 kwargs: dict[str, Any] = {}

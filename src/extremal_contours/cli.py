@@ -477,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="dataset folder (annotations.json, LOC_val_solution.csv or VOC)")
     p.add_argument("--methods", default="contour,extremal_perturbation,gradcam,integrated_gradients,saliency,occlusion,rise")
     p.add_argument("--areas", type=float, nargs="+", default=[0.1])
-    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="several seeds measure run-to-run IoU")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="several seeds measure run-to-run IoU (the contour then seeds its starts: start_jitter=0.1 unless given)")
     p.add_argument("--limit", type=int, default=None, help="at most this many images")
     p.add_argument("--stride", type=int, default=1, help="take every N-th image")
     p.add_argument("--batch", type=int, default=8, help="images per call")
