@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from ._layout import wants_channels_last
-from .explainer import ExtremalContour
+from .explainer import ExtremalContour, _eval_mode, _nullcontext
 
 __all__ = ["OverheadReport", "compare_batching", "compare_sweep", "measure_overhead", "time_passes"]
 
@@ -138,16 +138,10 @@ def measure_overhead(
         wall.append(time.perf_counter() - start)
         steps = Counter(result.cost["step_batches"])
         evals = Counter(result.cost["eval_batches"])
-        was_training = [m.training for m in model.modules()] if isinstance(model, torch.nn.Module) else []
-        if isinstance(model, torch.nn.Module):
-            model.eval()
-        try:
+        with _eval_mode(model) if isinstance(model, torch.nn.Module) else _nullcontext():
             fb = sum(n * time_passes(model, x, b, True, channels_last=layout) for b, n in steps.items())
             f = sum(n * time_passes(model, x, b, False, channels_last=layout) for b, n in evals.items())
             plain = fb if not layout else sum(n * time_passes(model, x, b, True) for b, n in steps.items())
-        finally:
-            for m, flag in zip(model.modules() if isinstance(model, torch.nn.Module) else [], was_training, strict=False):
-                m.training = flag
         step_time.append(fb)
         plain_step_time.append(plain)
         model_time.append(fb + f)
