@@ -128,6 +128,33 @@ def test_random_targets_are_never_the_prediction_and_repeat(dataset, loaded, tmp
         x = torch.from_numpy(np.asarray(Image.open(dataset / r["image"]).convert("RGB").resize((32, 32)), dtype=np.float32))
         predicted[r["image"]] = int(loaded.model((x.permute(2, 0, 1)[None] / 255 - 0.5) / 0.5).argmax(1))
     assert all(int(r["label"]) != predicted[r["image"]] for r in rows[0])
+    # The summary reports the random class's probability on the preserved image, not only the ratio.
+    summary = (tmp_path / "a" / "summary.md").read_text()
+    assert "Adversarial-artifact check" in summary
+    kept = [float(r["preserve_ratio"]) * float(r["clean_probability"]) for r in rows[0]]
+    table = summary.split("Adversarial-artifact check")[1]
+    line = next(x for x in table.splitlines() if x.startswith("| saliency | 0.1 |"))
+    assert line.split("|")[6].strip() == f"{max(kept):.3f}"
+
+
+def test_benchmark_folder_records_runs_and_refuses_other_targets(dataset, loaded, tmp_path):
+    import json
+
+    from extremal_contours.benchmark import BenchmarkMismatch
+
+    out = tmp_path / "o"
+    run_benchmark(BenchmarkConfig(data=dataset, methods=["saliency"], out=out, limit=1), loaded, progress=False, log=lambda m: None)
+    run_benchmark(BenchmarkConfig(data=dataset, methods=["saliency"], out=out, limit=2), loaded, progress=False, log=lambda m: None)
+    record = json.loads((out / "run.json").read_text())
+    assert record["random_target"] is False and [r["limit"] for r in record["runs"]] == [1, 2]
+    assert "torch" in record["runs"][0]["versions"]
+    assert "Adversarial-artifact" not in (out / "summary.md").read_text()
+    before = (out / "per_image.csv").read_text()
+    with pytest.raises(BenchmarkMismatch, match="random_target"):
+        run_benchmark(
+            BenchmarkConfig(data=dataset, methods=["saliency"], out=out, random_target=True), loaded, progress=False, log=lambda m: None
+        )
+    assert (out / "per_image.csv").read_text() == before
 
 
 def test_benchmark_under_torchrun_matches_one_process(dataset, tmp_path):

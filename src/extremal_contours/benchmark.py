@@ -30,7 +30,7 @@ from .images import ImageError, load_image
 from .models import LoadedModel
 from .perturbation import Perturbation
 
-__all__ = ["FIELDS", "SEEDED", "BenchmarkConfig", "run_benchmark", "summarise"]
+__all__ = ["FIELDS", "SEEDED", "BenchmarkConfig", "BenchmarkMismatch", "run_benchmark", "summarise"]
 
 #: Per (method, image, seed): metrics of the attribution map itself.
 MAP_FIELDS = [
@@ -104,6 +104,8 @@ def run_benchmark(
     part.mkdir(parents=True, exist_ok=True)
     rows_path, iou_path, errors_path = part / "per_image.csv", part / "consistency.csv", part / "errors.csv"
     maps_path = part / "maps.csv"
+    if rank == 0:
+        _record_run(out, config, loaded)
     dataset = open_dataset(config.data)
     samples = list(dataset)[:: max(1, config.stride)]
     if config.limit is not None:
@@ -264,6 +266,49 @@ def model_floor(model: Any, x: torch.Tensor, batch: int = FLOOR_BATCH) -> dict[s
         "device": str(x.device),
         "threads": torch.get_num_threads(),
     }
+
+
+#: Settings that change what a row means: a folder holds rows of one kind only.
+_FIXED = ("model", "random_target", "resize")
+
+
+class BenchmarkMismatch(ValueError):
+    """``out`` already holds rows made with other fixed settings (model, target, resize)."""
+
+
+def _record_run(out: Path, config: BenchmarkConfig, loaded: LoadedModel) -> None:
+    """Check ``out/run.json`` against this run's fixed settings and append this run's settings and
+    library versions to it (a folder continued several times records each invocation)."""
+    import datetime
+
+    from .versions import library_versions
+
+    path = out / "run.json"
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    fixed = {"model": loaded.name, "random_target": bool(config.random_target), "resize": config.resize}
+    for key, value in fixed.items():
+        if key in record and record[key] != value:
+            raise BenchmarkMismatch(
+                f"{out} holds rows made with {key}={record[key]!r}, not {value!r}; use another --out"
+            )
+    record.update(fixed)
+    record.setdefault("runs", []).append(
+        {
+            "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "data": str(config.data),
+            "methods": list(config.methods),
+            "areas": list(config.areas),
+            "seeds": list(config.seeds),
+            "limit": config.limit,
+            "stride": config.stride,
+            "batch": config.batch,
+            "options": {m: dict(v) for m, v in config.options.items()},
+            "faithfulness": bool(config.faithfulness),
+            "threads": torch.get_num_threads(),
+            "versions": library_versions(),
+        }
+    )
+    _write_json(path, record)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -430,9 +475,37 @@ def _interval(values: list[float]) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def summarise(out: Path, rows: list[dict[str, str]] | None = None) -> str:
+def random_target_table(rows: list[dict[str, str]], likely: float = 0.1) -> str:
+    """Markdown for the adversarial-artifact check: per method and area, the probability of the
+    random (unpredicted) class on the clean image and on the preserved image (the preserve ratio's
+    numerator), and how many regions made it likely (above ``likely``)."""
+    groups: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
+    for r in rows:
+        groups[(r["method"], r["area"])].append(r)
+    lines = [
+        f"| method | area | explanations | clean: median | preserved: median | preserved: max | preserved above {likely:g} |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (method, area), group in sorted(groups.items()):
+        clean = [float(r["clean_probability"]) for r in group]
+        kept = [float(r["preserve_ratio"]) * c for r, c in zip(group, clean, strict=True)]
+        above = sum(k > likely for k in kept)
+        lines.append(
+            f"| {method} | {area} | {len(group)} | {statistics.median(clean):.2g} | {statistics.median(kept):.2g} "
+            f"| {max(kept):.3f} | {above} of {len(group)} |"
+        )
+    return (
+        "\n## Adversarial-artifact check (random target)\n\n"
+        "Probability of a random class the model does not predict, on the clean image and on the image with "
+        "only the explanation's region kept (outside blurred). A region that makes such a class likely is an "
+        "adversarial mask, not evidence.\n\n" + "\n".join(lines) + "\n"
+    )
+
+
+def summarise(out: Path, rows: list[dict[str, str]] | None = None, random_target: bool | None = None) -> str:
     """Markdown tables from ``per_image.csv`` (its ``rows`` when already read) and, where they
-    exist, ``consistency.csv`` and ``maps.csv``."""
+    exist, ``consistency.csv`` and ``maps.csv``; the adversarial-artifact table for a
+    ``random_target`` run (read from ``run.json`` when ``None``)."""
     if rows is None:
         with (out / "per_image.csv").open(newline="") as handle:
             rows = list(csv.DictReader(handle))
@@ -493,6 +566,11 @@ def summarise(out: Path, rows: list[dict[str, str]] | None = None) -> str:
             + "\n".join(table)
             + "\n"
         )
+    run_path = out / "run.json"
+    if random_target is None:
+        random_target = run_path.is_file() and bool(json.loads(run_path.read_text()).get("random_target"))
+    if random_target and rows:
+        text += random_target_table(rows)
     speed_path = out / "speed.json"
     if speed_path.is_file() and rows:
         text += speed_table(rows, json.loads(speed_path.read_text()))

@@ -397,7 +397,7 @@ def _option_value(text: str) -> Any:
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from .baselines import list_explainers
-    from .benchmark import BenchmarkConfig, run_benchmark
+    from .benchmark import BenchmarkConfig, BenchmarkMismatch, run_benchmark
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in list_explainers()]
@@ -428,7 +428,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     )
     try:
         out = run_benchmark(config, loaded, progress=False if args.quiet else None, log=lambda m: print(m, file=sys.stderr))
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, BenchmarkMismatch) as exc:
         raise UsageError(str(exc)) from exc
     print((out / "summary.md").read_text())
     return 0
