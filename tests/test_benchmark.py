@@ -60,6 +60,9 @@ def test_benchmark_rows_summary_consistency_and_resume(dataset, loaded, tmp_path
     assert any(float(r["iou"]) < 1 for r in _rows(out / "consistency.csv"))
     summary = (out / "summary.md").read_text()
     assert "| contour | 0.1 | 5 |" in summary and "Run-to-run consistency" in summary
+    # Every binary mask's pieces and holes are counted and tabulated.
+    assert all(int(r["pieces"]) >= 1 and int(r["holes"]) >= 0 for r in rows)
+    assert "Shape of the binary masks" in summary
     with Image.open(out / "profile.png") as im:  # fidelity against area, per method
         assert im.size[0] > 500
     # Map metrics: one row per (method, image, seed); boxes give localisation scores in [0, 1].
@@ -192,3 +195,24 @@ def test_speed_table_divides_seconds_by_the_model_floor():
     table = speed_table(rows, floor)
     # Per image: 2 areas x (10 fwd+bwd x 0.1 s + 2 fwd x 0.05 s) = 2.2 s of model; 3.0 / 2.2 = 1.36.
     assert "| m | 2 | 3.00 | 20 | 4 | 2.20 | 1.36 |" in table
+
+
+def test_benchmark_continues_a_csv_written_before_new_columns(dataset, loaded, tmp_path):
+    from extremal_contours.benchmark import FIELDS
+
+    out = tmp_path / "old"
+    config = BenchmarkConfig(data=dataset, methods=["saliency"], out=out, limit=2)
+    run_benchmark(config, loaded, progress=False, log=lambda m: None)
+    old_fields = [f for f in FIELDS if f not in ("pieces", "holes")]
+    rows = _rows(out / "per_image.csv")
+    with (out / "per_image.csv").open("w", newline="") as handle:  # as an older version wrote it
+        writer = csv.DictWriter(handle, fieldnames=old_fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows[:1])
+    config.limit = 3
+    run_benchmark(config, loaded, progress=False, log=lambda m: None)
+    with (out / "per_image.csv").open(newline="") as handle:
+        lines = list(csv.reader(handle))
+    assert lines[0] == old_fields and all(len(line) == len(old_fields) for line in lines)
+    assert len(lines) == 1 + 3
+    assert "Shape of the binary masks" not in (out / "summary.md").read_text()

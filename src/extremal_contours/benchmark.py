@@ -48,7 +48,7 @@ SEEDED_STARTS: dict[str, dict[str, Any]] = {"contour": {"start_jitter": 0.1}, "c
 
 FIELDS = [
     "method", "image", "label", "area", "seed", "visible_area", "clean_probability", "preserve_ratio", "delete_drop",
-    "seconds_per_image", "forward_backward_per_image", "forward_per_image", "batch",
+    "seconds_per_image", "forward_backward_per_image", "forward_per_image", "batch", "pieces", "holes",
 ]  # fmt: skip
 
 
@@ -80,8 +80,11 @@ def _done_keys(path: Path) -> set[tuple[str, str, str, str]]:
 
 def _append(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> None:
     new = not path.is_file()
+    if not new:  # continue a file in the columns it already has (one written by an older version)
+        with path.open(newline="") as handle:
+            fields = next(csv.reader(handle), None) or fields
     with path.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore", restval="")
         if new:
             writer.writeheader()
         writer.writerows(rows)
@@ -193,6 +196,7 @@ def run_benchmark(
                     mask = attribution.masks[:, j] if attribution.masks is not None else M.top_fraction_mask(attribution.maps, area)
                     masks.append(mask)
                     fid = M.fidelity(model, x_run, mask.to(device), classes_run, perturb)
+                    pieces, holes = M.pieces(mask), M.holes(mask)
                     for i, sample in enumerate(run):
                         rows.append(
                             {
@@ -209,6 +213,8 @@ def run_benchmark(
                                 "forward_backward_per_image": _fmt(attribution.forward_backward / len(run) / len(config.areas)),
                                 "forward_per_image": _fmt(attribution.forward / len(run) / len(config.areas)),
                                 "batch": len(run),
+                                "pieces": int(pieces[i]),
+                                "holes": int(holes[i]),
                             }
                         )
                 per_seed_masks.append(torch.stack(masks, 1))  # (N, A, 1, H, W)
@@ -475,6 +481,33 @@ def _interval(values: list[float]) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
+def _shape_table(groups: dict[tuple[str, str], list[dict[str, str]]]) -> str:
+    """Markdown: per method and area, how many pieces and holes its binary masks have (rows written
+    before these columns existed are left out)."""
+    lines = [
+        "| method | area | masks | pieces: mean | max | one piece | holes: mean | no hole |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (method, area), group in sorted(groups.items()):
+        known = [r for r in group if r.get("pieces") not in (None, "")]
+        if not known:
+            continue
+        pieces = [int(r["pieces"]) for r in known]
+        holes = [int(r["holes"]) for r in known]
+        lines.append(
+            f"| {method} | {area} | {len(known)} | {statistics.fmean(pieces):.1f} | {max(pieces)} "
+            f"| {sum(p == 1 for p in pieces)} of {len(known)} | {statistics.fmean(holes):.1f} "
+            f"| {sum(h == 0 for h in holes)} of {len(known)} |"
+        )
+    if len(lines) == 2:
+        return ""
+    return (
+        "\n## Shape of the binary masks\n\n"
+        "Pieces: separate 8-connected parts of the mask at the benchmark's area; holes: parts of the rest of "
+        "the image enclosed by it. One piece and no hole is a simply connected region.\n\n" + "\n".join(lines) + "\n"
+    )
+
+
 def random_target_table(rows: list[dict[str, str]], likely: float = 0.1) -> str:
     """Markdown for the adversarial-artifact check: per method and area, the probability of the
     random (unpredicted) class on the clean image and on the preserved image (the preserve ratio's
@@ -528,6 +561,7 @@ def summarise(out: Path, rows: list[dict[str, str]] | None = None, random_target
             f"| {statistics.fmean(float(r['forward_per_image']) for r in group):.0f} |"
         )
     text = "## Fidelity and cost\n\n" + "\n".join(lines) + "\n"
+    text += _shape_table(groups)
     iou_path = out / "consistency.csv"
     if iou_path.is_file():
         with iou_path.open(newline="") as handle:

@@ -18,9 +18,11 @@ __all__ = [
     "complexity",
     "faithfulness_correlation",
     "fidelity",
+    "holes",
     "insertion_deletion",
     "iou",
     "mean_pairwise_iou",
+    "pieces",
     "pointing_game",
     "relevance_mass",
     "relevance_rank",
@@ -161,6 +163,52 @@ def sparseness(maps: Tensor) -> Tensor:
     a = a.sort(1).values
     i = torch.arange(1, n + 1, dtype=a.dtype, device=a.device)
     return (((2 * i - n - 1) * a).sum(1) / (n * a.sum(1))).float()
+
+
+def _labels(masks: Tensor, diagonal: bool) -> Tensor:
+    """Connected-component labels of bool masks ``(N, H, W)``: every pixel of a piece carries the
+    largest flat index (+1) in that piece, background 0. Neighbours share labels by 3x3 max pooling
+    (``diagonal``: 8-connectivity) or by the four axis shifts (4-connectivity), each round followed
+    by pointer jumping (a pixel takes the label of the pixel its label names), until nothing changes."""
+    n, h, w = masks.shape
+    index = torch.arange(1, h * w + 1, device=masks.device, dtype=torch.float64).expand(n, h * w)
+    fg = masks.reshape(n, h * w)
+    labels = torch.where(fg, index, torch.zeros_like(index))
+    while True:
+        grid = labels.view(n, 1, h, w)
+        if diagonal:
+            spread = torch.nn.functional.max_pool2d(grid, 3, stride=1, padding=1)
+        else:
+            pad = torch.nn.functional.pad(grid, (1, 1, 1, 1))
+            spread = torch.stack(
+                [grid, pad[..., :-2, 1:-1], pad[..., 2:, 1:-1], pad[..., 1:-1, :-2], pad[..., 1:-1, 2:]]
+            ).amax(0)
+        new = torch.where(fg, spread.reshape(n, h * w), labels)
+        jumped = new.gather(1, (new.long() - 1).clamp(min=0))
+        new = torch.where(fg, torch.maximum(new, jumped), new)
+        if torch.equal(new, labels):
+            return labels.view(n, h, w)
+        labels = new
+
+
+def pieces(masks: Tensor) -> Tensor:
+    """Number of separate pieces (8-connected components) of each bool mask, ``(N,)``: 1 for one
+    connected region, 0 for an empty mask; dense masks that fragment score more."""
+    m = masks.reshape(masks.shape[0], *masks.shape[-2:]).bool()
+    labels = _labels(m, diagonal=True).flatten(1)
+    own = torch.arange(1, labels.shape[1] + 1, device=labels.device, dtype=labels.dtype)
+    return (labels == own).sum(1)
+
+
+def holes(masks: Tensor) -> Tensor:
+    """Number of holes of each bool mask, ``(N,)``: pieces of the background (4-connected, the dual
+    of the masks' 8-connectivity) that do not reach the image border. A simply connected region has
+    none."""
+    m = masks.reshape(masks.shape[0], *masks.shape[-2:]).bool()
+    outside = torch.nn.functional.pad(~m, (1, 1, 1, 1), value=True)  # the border joins every outer piece
+    labels = _labels(outside, diagonal=False).flatten(1)
+    own = torch.arange(1, labels.shape[1] + 1, device=labels.device, dtype=labels.dtype)
+    return (labels == own).sum(1) - 1
 
 
 # -- faithfulness (model calls) --------------------------------------------------------------------
