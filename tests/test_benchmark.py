@@ -134,7 +134,9 @@ def test_random_targets_are_never_the_prediction_and_repeat(dataset, loaded, tmp
     # The summary reports the random class's probability on the preserved image, not only the ratio.
     summary = (tmp_path / "a" / "summary.md").read_text()
     assert "Adversarial-artifact check" in summary
-    kept = [float(r["preserve_ratio"]) * float(r["clean_probability"]) for r in rows[0]]
+    kept = [float(r["preserved_probability"]) for r in rows[0]]
+    for r, k in zip(rows[0], kept, strict=True):
+        assert k == pytest.approx(float(r["preserve_ratio"]) * float(r["clean_probability"]), rel=1e-4)
     table = summary.split("Adversarial-artifact check")[1]
     line = next(x for x in table.splitlines() if x.startswith("| saliency | 0.1 |"))
     assert line.split("|")[6].strip() == f"{max(kept):.3f}"
@@ -157,7 +159,27 @@ def test_benchmark_folder_records_runs_and_refuses_other_targets(dataset, loaded
         run_benchmark(
             BenchmarkConfig(data=dataset, methods=["saliency"], out=out, random_target=True), loaded, progress=False, log=lambda m: None
         )
+    with pytest.raises(BenchmarkMismatch, match="weights"):
+        run_benchmark(
+            BenchmarkConfig(data=dataset, methods=["saliency"], out=out, weights="random"), loaded, progress=False, log=lambda m: None
+        )
     assert (out / "per_image.csv").read_text() == before
+    # A run that fails before it starts (no such data) pins nothing.
+    fresh = tmp_path / "fresh"
+    with pytest.raises(FileNotFoundError):
+        run_benchmark(BenchmarkConfig(data=tmp_path / "nowhere", methods=["saliency"], out=fresh), loaded, progress=False, log=lambda m: None)
+    assert not (fresh / "run.json").exists()
+
+
+def test_benchmark_append_survives_empty_and_half_written_files(tmp_path):
+    from extremal_contours.benchmark import _append
+
+    path = tmp_path / "rows.csv"
+    path.write_text("")  # a run killed right after creating the file
+    _append(path, ["a", "b"], [{"a": 1, "b": 2}])
+    path.write_text(path.read_text() + "3,")  # ... or in the middle of a row
+    _append(path, ["a", "b"], [{"a": 5, "b": 6}])
+    assert _rows(path) == [{"a": "1", "b": "2"}, {"a": "5", "b": "6"}]
 
 
 def test_benchmark_under_torchrun_matches_one_process(dataset, tmp_path):

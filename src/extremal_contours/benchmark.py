@@ -49,6 +49,7 @@ SEEDED_STARTS: dict[str, dict[str, Any]] = {"contour": {"start_jitter": 0.1}, "c
 FIELDS = [
     "method", "image", "label", "area", "seed", "visible_area", "clean_probability", "preserve_ratio", "delete_drop",
     "seconds_per_image", "forward_backward_per_image", "forward_per_image", "batch", "pieces", "holes",
+    "preserved_probability",
 ]  # fmt: skip
 
 
@@ -69,6 +70,9 @@ class BenchmarkConfig:
     faithfulness: bool = False
     #: Adversarial-artifact check: explain a seeded random class the model does not predict.
     random_target: bool = False
+    #: Where the model's weights came from (a path, ``"random"``, or ``None`` for the model's own):
+    #: recorded in ``run.json`` and checked when a folder is continued.
+    weights: str | None = None
 
 
 def _done_keys(path: Path) -> set[tuple[str, str, str, str]]:
@@ -79,16 +83,26 @@ def _done_keys(path: Path) -> set[tuple[str, str, str, str]]:
 
 
 def _append(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> None:
-    new = not path.is_file()
-    if not new:  # continue a file in the columns it already has (one written by an older version)
+    new = not path.is_file() or path.stat().st_size == 0
+    if not new:
+        _drop_partial_line(path)
+        # Continue a file in the columns it already has (one written by an older version).
         with path.open(newline="") as handle:
             fields = next(csv.reader(handle), None) or fields
-    with path.open("a", newline="") as handle:
+    with path.open("w" if new else "a", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore", restval="")
         if new:
             writer.writeheader()
         writer.writerows(rows)
         handle.flush()
+
+
+def _drop_partial_line(path: Path) -> None:
+    """Cut a last line that a killed run left half written (no final newline)."""
+    with path.open("rb+") as handle:
+        data = handle.read()
+        if data and not data.endswith(b"\n"):
+            handle.truncate(data.rfind(b"\n") + 1)
 
 
 def _fmt(value: float) -> str:
@@ -107,9 +121,10 @@ def run_benchmark(
     part.mkdir(parents=True, exist_ok=True)
     rows_path, iou_path, errors_path = part / "per_image.csv", part / "consistency.csv", part / "errors.csv"
     maps_path = part / "maps.csv"
-    if rank == 0:
-        _record_run(out, config, loaded)
+    fixed = _check_run(out, config, loaded, log)  # every rank, before any row is written
     dataset = open_dataset(config.data)
+    if rank == 0:
+        _record_run(out, config, fixed)
     samples = list(dataset)[:: max(1, config.stride)]
     if config.limit is not None:
         samples = samples[: config.limit]
@@ -215,6 +230,7 @@ def run_benchmark(
                                 "batch": len(run),
                                 "pieces": int(pieces[i]),
                                 "holes": int(holes[i]),
+                                "preserved_probability": _fmt(float(fid["preserve"][i])),
                             }
                         )
                 per_seed_masks.append(torch.stack(masks, 1))  # (N, A, 1, H, W)
@@ -274,29 +290,39 @@ def model_floor(model: Any, x: torch.Tensor, batch: int = FLOOR_BATCH) -> dict[s
     }
 
 
-#: Settings that change what a row means: a folder holds rows of one kind only.
-_FIXED = ("model", "random_target", "resize")
-
-
 class BenchmarkMismatch(ValueError):
-    """``out`` already holds rows made with other fixed settings (model, target, resize)."""
+    """``out`` already holds rows made with other fixed settings (model, weights, target, resize)."""
 
 
-def _record_run(out: Path, config: BenchmarkConfig, loaded: LoadedModel) -> None:
-    """Check ``out/run.json`` against this run's fixed settings and append this run's settings and
-    library versions to it (a folder continued several times records each invocation)."""
+def _check_run(out: Path, config: BenchmarkConfig, loaded: LoadedModel, log: Callable[[str], None]) -> dict[str, Any]:
+    """This run's fixed settings (those that change what a row means: a folder holds rows of one
+    kind only), checked against ``out/run.json`` (read only)."""
+    fixed = {
+        "model": loaded.name,
+        "weights": config.weights,
+        "random_target": bool(config.random_target),
+        "resize": config.resize,
+    }
+    path = out / "run.json"
+    if path.is_file():
+        record = json.loads(path.read_text())
+        for key, value in fixed.items():
+            if key in record and record[key] != value:
+                raise BenchmarkMismatch(f"{out} holds rows made with {key}={record[key]!r}, not {value!r}; use another --out")
+    elif (out / "per_image.csv").is_file():
+        log(f"warning: {out} has rows but no run.json (an older version wrote it); its settings cannot be checked")
+    return fixed
+
+
+def _record_run(out: Path, config: BenchmarkConfig, fixed: dict[str, Any]) -> None:
+    """Append this run's settings and library versions to ``out/run.json`` (a folder continued
+    several times records each invocation)."""
     import datetime
 
     from .versions import library_versions
 
     path = out / "run.json"
     record = json.loads(path.read_text()) if path.is_file() else {}
-    fixed = {"model": loaded.name, "random_target": bool(config.random_target), "resize": config.resize}
-    for key, value in fixed.items():
-        if key in record and record[key] != value:
-            raise BenchmarkMismatch(
-                f"{out} holds rows made with {key}={record[key]!r}, not {value!r}; use another --out"
-            )
     record.update(fixed)
     record.setdefault("runs", []).append(
         {
@@ -319,7 +345,7 @@ def _record_run(out: Path, config: BenchmarkConfig, loaded: LoadedModel) -> None
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
+    tmp.write_text(json.dumps(data, indent=1, default=str))
     tmp.replace(path)
 
 
@@ -521,7 +547,11 @@ def random_target_table(rows: list[dict[str, str]], likely: float = 0.1) -> str:
     ]
     for (method, area), group in sorted(groups.items()):
         clean = [float(r["clean_probability"]) for r in group]
-        kept = [float(r["preserve_ratio"]) * c for r, c in zip(group, clean, strict=True)]
+        # The probability itself where recorded; rows of older versions: ratio x clean.
+        kept = [
+            float(r["preserved_probability"]) if r.get("preserved_probability") else float(r["preserve_ratio"]) * c
+            for r, c in zip(group, clean, strict=True)
+        ]
         above = sum(k > likely for k in kept)
         lines.append(
             f"| {method} | {area} | {len(group)} | {statistics.median(clean):.2g} | {statistics.median(kept):.2g} "

@@ -425,6 +425,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         options=options,
         faithfulness=args.faithfulness,
         random_target=args.random_target,
+        weights=str(Path(args.weights).resolve()) if args.weights and args.weights != "random" else args.weights,
     )
     try:
         out = run_benchmark(config, loaded, progress=False if args.quiet else None, log=lambda m: print(m, file=sys.stderr))
