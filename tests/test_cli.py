@@ -94,3 +94,17 @@ def test_explain_two_contours_and_bad_counts(tmp_path, capsys):
             main(["explain", "--contours", bad, *QUICK])
         assert exc.value.code == 2
     assert "expected a count >= 1 or 'auto'" in capsys.readouterr().err
+
+
+@pytest.mark.real
+def test_benchmark_folder_refuses_another_target_mode(tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(sample_image_path(), data / "cat.jpg")
+    (data / "annotations.json").write_text(json.dumps([{"file": "cat.jpg", "label": 285, "boxes": []}]))
+    out = str(tmp_path / "bench")
+    assert main(["benchmark", "--data", str(data), "--methods", "saliency", "--out", out, "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["benchmark", "--data", str(data), "--methods", "saliency", "--out", out, "--random-target", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "random_target=False" in err[0] and "--out" in err[0]
