@@ -98,11 +98,14 @@ def _append(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> None:
 
 
 def _drop_partial_line(path: Path) -> None:
-    """Cut a last line that a killed run left half written (no final newline)."""
+    """Cut a last line that a killed run left half written (no final newline). Reads the whole file
+    only then: a complete file costs one byte."""
     with path.open("rb+") as handle:
-        data = handle.read()
-        if data and not data.endswith(b"\n"):
-            handle.truncate(data.rfind(b"\n") + 1)
+        handle.seek(-1, 2)
+        if handle.read(1) == b"\n":
+            return
+        handle.seek(0)
+        handle.truncate(handle.read().rfind(b"\n") + 1)
 
 
 def _fmt(value: float) -> str:
@@ -534,13 +537,10 @@ def _shape_table(groups: dict[tuple[str, str], list[dict[str, str]]]) -> str:
     )
 
 
-def random_target_table(rows: list[dict[str, str]], likely: float = 0.1) -> str:
-    """Markdown for the adversarial-artifact check: per method and area, the probability of the
-    random (unpredicted) class on the clean image and on the preserved image (the preserve ratio's
-    numerator), and how many regions made it likely (above ``likely``)."""
-    groups: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
-    for r in rows:
-        groups[(r["method"], r["area"])].append(r)
+def random_target_table(groups: dict[tuple[str, str], list[dict[str, str]]], likely: float = 0.1) -> str:
+    """Markdown for the adversarial-artifact check: per method and area (``groups`` of rows), the
+    probability of the random (unpredicted) class on the clean image and on the preserved image (the
+    preserve ratio's numerator), and how many regions made it likely (above ``likely``)."""
     lines = [
         f"| method | area | explanations | clean: median | preserved: median | preserved: max | preserved above {likely:g} |",
         "|---|---|---|---|---|---|---|",
@@ -634,7 +634,7 @@ def summarise(out: Path, rows: list[dict[str, str]] | None = None, random_target
     if random_target is None:
         random_target = run_path.is_file() and bool(json.loads(run_path.read_text()).get("random_target"))
     if random_target and rows:
-        text += random_target_table(rows)
+        text += random_target_table(groups)
     speed_path = out / "speed.json"
     if speed_path.is_file() and rows:
         text += speed_table(rows, json.loads(speed_path.read_text()))

@@ -176,7 +176,7 @@ def _explain_pictures(args: argparse.Namespace, sweep: bool) -> int:
     out = Path(args.out)
     job = {
         "model": loaded.name,
-        "weights": str(Path(args.weights).resolve()) if args.weights and args.weights != "random" else args.weights,
+        "weights": _weights_source(args),
         "target": target,
         "areas": list(areas),
         "variant": args.variant,
@@ -395,6 +395,11 @@ def _option_value(text: str) -> Any:
     return {"true": True, "false": False}.get(text.lower(), text)
 
 
+def _weights_source(args: argparse.Namespace) -> str | None:
+    """Where ``--weights`` came from, as recorded with results: an absolute path, ``"random"`` or ``None``."""
+    return str(Path(args.weights).resolve()) if args.weights and args.weights != "random" else args.weights
+
+
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from .baselines import list_explainers
     from .benchmark import BenchmarkConfig, BenchmarkMismatch, run_benchmark
@@ -425,7 +430,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         options=options,
         faithfulness=args.faithfulness,
         random_target=args.random_target,
-        weights=str(Path(args.weights).resolve()) if args.weights and args.weights != "random" else args.weights,
+        weights=_weights_source(args),
     )
     try:
         out = run_benchmark(config, loaded, progress=False if args.quiet else None, log=lambda m: print(m, file=sys.stderr))

@@ -191,13 +191,17 @@ def _labels(masks: Tensor, diagonal: bool) -> Tensor:
         labels = new
 
 
+def _count_components(masks: Tensor, diagonal: bool) -> Tensor:
+    """Connected components per bool mask ``(N, H, W)``: the pixels that carry their own label."""
+    labels = _labels(masks, diagonal).flatten(1)
+    own = torch.arange(1, labels.shape[1] + 1, device=labels.device, dtype=labels.dtype)
+    return (labels == own).sum(1)
+
+
 def pieces(masks: Tensor) -> Tensor:
     """Number of separate pieces (8-connected components) of each bool mask, ``(N,)``: 1 for one
     connected region, 0 for an empty mask; dense masks that fragment score more."""
-    m = masks.reshape(masks.shape[0], *masks.shape[-2:]).bool()
-    labels = _labels(m, diagonal=True).flatten(1)
-    own = torch.arange(1, labels.shape[1] + 1, device=labels.device, dtype=labels.dtype)
-    return (labels == own).sum(1)
+    return _count_components(masks.reshape(masks.shape[0], *masks.shape[-2:]).bool(), diagonal=True)
 
 
 def holes(masks: Tensor) -> Tensor:
@@ -206,9 +210,7 @@ def holes(masks: Tensor) -> Tensor:
     none."""
     m = masks.reshape(masks.shape[0], *masks.shape[-2:]).bool()
     outside = torch.nn.functional.pad(~m, (1, 1, 1, 1), value=True)  # the border joins every outer piece
-    labels = _labels(outside, diagonal=False).flatten(1)
-    own = torch.arange(1, labels.shape[1] + 1, device=labels.device, dtype=labels.dtype)
-    return (labels == own).sum(1) - 1
+    return _count_components(outside, diagonal=False) - 1
 
 
 # -- faithfulness (model calls) --------------------------------------------------------------------
