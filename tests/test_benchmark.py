@@ -238,3 +238,32 @@ def test_benchmark_continues_a_csv_written_before_new_columns(dataset, loaded, t
     assert lines[0] == old_fields and all(len(line) == len(old_fields) for line in lines)
     assert len(lines) == 1 + 3
     assert "Shape of the binary masks" not in (out / "summary.md").read_text()
+
+
+def test_benchmark_scores_the_soft_masks_of_mask_methods(dataset, loaded, tmp_path):
+    """Dense EP optimises a soft mask and is shown as its binary version: both preserve ratios are
+    recorded, the soft one equal to scoring the method's own soft masks directly."""
+    from extremal_contours.baselines import get_explainer
+
+    out = tmp_path / "out"
+    options = {"extremal_perturbation": {"iterations": 3}}
+    config = BenchmarkConfig(data=dataset, methods=["extremal_perturbation", "saliency"], out=out, batch=8, options=options)
+    run_benchmark(config, loaded, progress=False, log=lambda _: None)
+    rows = _rows(out / "per_image.csv")
+    ep = [r for r in rows if r["method"] == "extremal_perturbation"]
+    assert len(ep) == 5 and all(r["soft_preserve_ratio"] == "" for r in rows if r["method"] == "saliency")
+
+    pictures = [loaded.preprocess(Image.open(dataset / f"{i}.png").convert("RGB"), "center") for i in range(5)]
+    x, classes = torch.cat(pictures), torch.tensor([i % 3 for i in range(5)])
+    got = get_explainer("extremal_perturbation", loaded.model, **options["extremal_perturbation"]).attribute(x, classes)
+    assert got.soft_masks is not None and not torch.equal(got.soft_masks, got.masks.float())
+    soft = M.fidelity(loaded.model, x, got.soft_masks[:, 0], classes)["preserve_ratio"]
+    binary = M.fidelity(loaded.model, x, got.masks[:, 0], classes)["preserve_ratio"]
+    by_name = {r["image"]: r for r in ep}
+    for i in range(5):
+        assert float(by_name[f"{i}.png"]["soft_preserve_ratio"]) == pytest.approx(float(soft[i]), rel=1e-3)
+        assert float(by_name[f"{i}.png"]["preserve_ratio"]) == pytest.approx(float(binary[i]), rel=1e-3)
+    assert not torch.allclose(soft, binary)
+    summary = (out / "summary.md").read_text()
+    line = next(ln for ln in summary.splitlines() if ln.startswith("| saliency | 0.1 |"))
+    assert line.split("|")[7].strip() == "-"

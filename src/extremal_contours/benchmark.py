@@ -49,7 +49,7 @@ SEEDED_STARTS: dict[str, dict[str, Any]] = {"contour": {"start_jitter": 0.1}, "c
 FIELDS = [
     "method", "image", "label", "area", "seed", "visible_area", "clean_probability", "preserve_ratio", "delete_drop",
     "seconds_per_image", "forward_backward_per_image", "forward_per_image", "batch", "pieces", "holes",
-    "preserved_probability",
+    "preserved_probability", "soft_preserve_ratio",
 ]  # fmt: skip
 
 
@@ -214,6 +214,11 @@ def run_benchmark(
                     mask = attribution.masks[:, j] if attribution.masks is not None else M.top_fraction_mask(attribution.maps, area)
                     masks.append(mask)
                     fid = M.fidelity(model, x_run, mask.to(device), classes_run, perturb)
+                    # What a mask method optimised, before it was made binary (dense EP's soft
+                    # borders keep part of the context the binary mask blurs away).
+                    soft = None
+                    if attribution.soft_masks is not None:
+                        soft = M.fidelity(model, x_run, attribution.soft_masks[:, j].to(device), classes_run, perturb)
                     pieces, holes = M.pieces(mask), M.holes(mask)
                     for i, sample in enumerate(run):
                         rows.append(
@@ -234,6 +239,7 @@ def run_benchmark(
                                 "pieces": int(pieces[i]),
                                 "holes": int(holes[i]),
                                 "preserved_probability": _fmt(float(fid["preserve"][i])),
+                                "soft_preserve_ratio": _fmt(float(soft["preserve_ratio"][i])) if soft is not None else "",
                             }
                         )
                 per_seed_masks.append(torch.stack(masks, 1))  # (N, A, 1, H, W)
@@ -576,21 +582,28 @@ def summarise(out: Path, rows: list[dict[str, str]] | None = None, random_target
     for r in rows:
         groups[(r["method"], r["area"])].append(r)
     lines = [
-        "| method | area | images | visible area | preserve ratio: median | mean [95% CI] | delete drop: mean | s / image | fwd+bwd / image | fwd / image |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| method | area | images | visible area | preserve ratio: median | mean [95% CI] | soft mask: median "
+        "| delete drop: mean | s / image | fwd+bwd / image | fwd / image |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (method, area), group in sorted(groups.items()):
         pres = [float(r["preserve_ratio"]) for r in group]
         mean, lo, hi = _interval(pres)
+        soft = [float(r["soft_preserve_ratio"]) for r in group if r.get("soft_preserve_ratio")]
+        soft_cell = f"{statistics.median(soft):.3f}" if soft else "-"
         lines.append(
             f"| {method} | {area} | {len({r['image'] for r in group})} | {statistics.fmean(float(r['visible_area']) for r in group):.3f} "
-            f"| {statistics.median(pres):.3f} | {mean:.3f} [{lo:.3f}, {hi:.3f}] "
+            f"| {statistics.median(pres):.3f} | {mean:.3f} [{lo:.3f}, {hi:.3f}] | {soft_cell} "
             f"| {statistics.fmean(float(r['delete_drop']) for r in group):.3f} "
             f"| {statistics.fmean(float(r['seconds_per_image']) for r in group):.2f} "
             f"| {statistics.fmean(float(r['forward_backward_per_image']) for r in group):.0f} "
             f"| {statistics.fmean(float(r['forward_per_image']) for r in group):.0f} |"
         )
-    text = "## Fidelity and cost\n\n" + "\n".join(lines) + "\n"
+    text = (
+        "## Fidelity and cost\n\n"
+        "Preserve ratio: the binary mask's (what the user is shown). Soft mask: the preserve ratio of the mask "
+        "the method optimised, before it was made binary (mask methods only).\n\n" + "\n".join(lines) + "\n"
+    )
     text += _shape_table(groups)
     iou_path = out / "consistency.csv"
     if iou_path.is_file():

@@ -37,6 +37,9 @@ class Attribution:
         maps: ``(N, 1, H, W)`` float attribution at the input size, higher is more important.
         classes: ``(N,)`` the explained classes.
         masks: ``(N, A, 1, H, W)`` bool masks per area (mask methods), else ``None``.
+        soft_masks: ``(N, A, 1, H, W)`` float masks the method optimised before they were made
+            binary (mask methods), else ``None``. Dense EP's have wide soft borders; the contour's
+            are drawn at its final edge width (about 1 px), so they barely differ from ``masks``.
         areas: the areas of ``masks``.
         seconds: wall time of the call.
         forward_backward, forward: images through the model with / without a backward pass.
@@ -47,6 +50,7 @@ class Attribution:
     maps: Tensor
     classes: Tensor
     masks: Tensor | None = None
+    soft_masks: Tensor | None = None
     areas: tuple[float, ...] | None = None
     seconds: float = 0.0
     forward_backward: int = 0
@@ -92,12 +96,13 @@ class _Method:
         raise NotImplementedError
 
 
-def _mask_output(result: Any, maps: Tensor, masks: Tensor) -> dict[str, Any]:
+def _mask_output(result: Any, maps: Tensor, masks: Tensor, soft: Tensor) -> dict[str, Any]:
     """The common interface's fields for a mask method's result (contour or dense EP)."""
     return {
         "maps": maps,
         "classes": result.classes,
         "masks": masks,
+        "soft_masks": soft,
         "areas": result.areas,
         "forward_backward": result.cost["forward_backward"],
         "forward": result.cost["forward"],
@@ -112,7 +117,7 @@ class _Contour(_Method):
     def _attribute(self, x: Tensor, target: Any, areas: Sequence[float] = (0.1,), seed: int = 0, **kw: Any) -> dict[str, Any]:
         result = ExtremalContour(self.model, **{"progress": False, **self.options}).attribute(x, target, areas=areas, seed=seed, **kw)
         # One area: the region; several: nested levels.
-        return _mask_output(result, maps=result.masks.float().mean(1), masks=result.masks)
+        return _mask_output(result, maps=result.masks.float().mean(1), masks=result.masks, soft=result.soft_masks)
 
 
 class _ContourMap(_Method):
@@ -128,7 +133,9 @@ class _ContourMap(_Method):
         swept = tuple(sorted(set(DEFAULT_AREAS) | set(wanted)))
         result = ExtremalContour(self.model, **{"progress": False, **self.options}).sweep(x, target, areas=swept, seed=seed, **kw)
         pick = [result.areas.index(a) for a in wanted]
-        out = _mask_output(result, maps=importance_map(result.masks, result.areas), masks=result.masks[:, pick])
+        out = _mask_output(
+            result, maps=importance_map(result.masks, result.areas), masks=result.masks[:, pick], soft=result.soft_masks[:, pick]
+        )
         out["areas"] = tuple(wanted)
         return out
 
@@ -139,7 +146,7 @@ class _Extremal(_Method):
 
     def _attribute(self, x: Tensor, target: Any, areas: Sequence[float] = (0.1,), **kw: Any) -> dict[str, Any]:
         result = ExtremalPerturbation(self.model, **{"progress": False, **self.options}).attribute(x, target, areas=areas, **kw)
-        return _mask_output(result, maps=result.masks.mean(1), masks=result.binary)
+        return _mask_output(result, maps=result.masks.mean(1), masks=result.binary, soft=result.masks)
 
 
 class _Saliency(_Method):
