@@ -84,6 +84,43 @@ def test_smooth_max_mask_is_flat_inside_and_smooth_at_the_border():
     assert (row[1:] <= row[:-1] + 1e-3).all()  # falls off monotonically
 
 
+def test_smooth_max_matches_its_plain_autograd_formula():
+    """The chunked smooth max with its written-out gradient gives the values and gradients of the
+    textbook formula (softmax-weighted sum, differentiated by autograd), in small and odd chunks too."""
+    import math
+
+    import torch.nn.functional as F
+
+    from extremal_contours.baselines import extremal_perturbation as EPM
+
+    def plain(params, step, sigma, height, width, temperature):
+        radius = 1 + math.ceil(sigma / step)
+        weight = EPM._kernel_weights(step, sigma, radius, params.device).to(params.dtype)
+        cols = F.unfold(F.pad(params, [radius] * 4), kernel_size=2 * radius + 1)
+        values = cols[:, :, None, :] * weight[None, :, :, None]
+        mask = (values * torch.softmax(values / temperature, dim=1)).sum(1)
+        mask = F.fold(mask, (params.shape[2] * step, params.shape[3] * step), kernel_size=step, stride=step)
+        return mask[:, :, :height, :width]
+
+    gen = torch.Generator().manual_seed(0)
+    params = torch.rand(3, 1, 6, 7, generator=gen, dtype=torch.float64)
+    grad_out = torch.randn(3, 1, 40, 45, generator=gen, dtype=torch.float64)
+    for chunk in (EPM._CHUNK, 5000):
+        EPM._CHUNK, saved = chunk, EPM._CHUNK
+        try:
+            results = []
+            for fn in (plain, smooth_max_upsample):
+                p = params.clone().requires_grad_()
+                mask = fn(p, 7, 21.0, 40, 45, 0.05)
+                (g,) = torch.autograd.grad((mask * grad_out).sum(), [p])
+                results.append((mask, g))
+        finally:
+            EPM._CHUNK = saved
+        assert torch.allclose(results[0][0], results[1][0], atol=1e-12)
+        assert torch.allclose(results[0][1], results[1][1], atol=1e-9)
+    assert results[0][1].abs().max() > 0.1  # a real gradient was compared
+
+
 def test_dense_ep_counts_area_inside_the_image_only():
     model = TinyNet(seed=2).eval()
     x = torch.rand(1, 3, 48, 48, generator=torch.Generator().manual_seed(0))

@@ -74,10 +74,59 @@ def smooth_max_upsample(params: Tensor, step: int, sigma: float, height: int, wi
     radius = 1 + math.ceil(sigma / step)
     weight = _kernel_weights(step, sigma, radius, params.device).to(params.dtype)  # (K*K, s*s)
     cols = F.unfold(F.pad(params, [radius] * 4), kernel_size=2 * radius + 1)  # (B, K*K, gh*gw)
-    values = cols[:, :, None, :] * weight[None, :, :, None]  # (B, K*K, s*s, gh*gw)
-    mask = (values * torch.softmax(values / temperature, dim=1)).sum(1)  # (B, s*s, gh*gw)
+    mask = _SmoothMax.apply(cols, weight, temperature)  # (B, s*s, gh*gw)
     mask = F.fold(mask, (gh * step, gw * step), kernel_size=step, stride=step)
     return mask[:, :, :height, :width]
+
+
+#: Elements of the (rows, neighbours, pixels of a cell, cells) product handled at once: small enough
+#: to stay in the CPU's cache, large enough to keep the per-operation cost negligible.
+_CHUNK = 1 << 18
+
+
+def _weighted(cols: Tensor, weight: Tensor, temperature: float, cells: slice) -> tuple[Tensor, Tensor]:
+    """``v = params x kernel`` for every (neighbour, pixel) of ``cells`` and ``exp((v - max) / T)``."""
+    v = cols[:, :, None, cells] * weight[None, :, :, None]  # (B, K*K, s*s, c)
+    return v, (v - v.amax(1, keepdim=True)).mul_(1.0 / temperature).exp_()
+
+
+class _SmoothMax(torch.autograd.Function):
+    """``m = sum_i v_i softmax(v / T)_i`` over the neighbours ``i`` of each pixel, ``v_i = col_i w_i``.
+
+    The same values as writing it with ``torch.softmax`` and letting autograd differentiate it, but
+    done a few cells at a time with the gradient written out (``dm/dv_i = softmax_i (1 + (v_i - m) / T)``),
+    recomputing ``v`` in the backward pass instead of keeping it: the (neighbours x pixels) product
+    is 81 times the mask, and streaming it through memory made dense EP's own code cost more than the
+    model (about 5x slower at a batch of 4 on a CPU)."""
+
+    @staticmethod
+    def forward(ctx: Any, cols: Tensor, weight: Tensor, temperature: float) -> Tensor:
+        b, k, g = cols.shape
+        step = max(1, _CHUNK // (b * k * weight.shape[1]))
+        out = cols.new_empty(b, weight.shape[1], g)
+        for start in range(0, g, step):
+            cells = slice(start, min(g, start + step))
+            v, e = _weighted(cols, weight, temperature, cells)
+            total = e.sum(1)
+            out[..., cells] = e.mul_(v).sum(1).div_(total)
+        ctx.save_for_backward(cols, weight, out)
+        ctx.temperature = temperature
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor, None, None]:
+        cols, weight, out = ctx.saved_tensors
+        temperature = ctx.temperature
+        b, k, g = cols.shape
+        step = max(1, _CHUNK // (b * k * weight.shape[1]))
+        grad = torch.empty_like(cols)
+        for start in range(0, g, step):
+            cells = slice(start, min(g, start + step))
+            v, e = _weighted(cols, weight, temperature, cells)
+            scale = grad_out[:, None, :, cells] / e.sum(1, keepdim=True)
+            v.sub_(out[:, None, :, cells]).mul_(1.0 / temperature).add_(1.0)
+            grad[..., cells] = v.mul_(e).mul_(scale).mul_(weight[None, :, :, None]).sum(2)
+        return grad, None, None
 
 
 @dataclass(frozen=True)
