@@ -233,11 +233,14 @@ def test_benchmark_continues_a_csv_written_before_new_columns(dataset, loaded, t
         writer.writerows(rows[:1])
     config.limit = 3
     run_benchmark(config, loaded, progress=False, log=lambda m: None)
+    # The file gains the new columns, empty in the old row and filled in the new ones.
+    got = _rows(out / "per_image.csv")
     with (out / "per_image.csv").open(newline="") as handle:
-        lines = list(csv.reader(handle))
-    assert lines[0] == old_fields and all(len(line) == len(old_fields) for line in lines)
-    assert len(lines) == 1 + 3
-    assert "Shape of the binary masks" not in (out / "summary.md").read_text()
+        header = next(csv.reader(handle))
+    assert header == [*old_fields, "pieces", "holes"] and len(got) == 3
+    assert got[0]["image"] == rows[0]["image"] and got[0]["pieces"] == got[0]["holes"] == ""
+    assert all(int(r["pieces"]) >= 1 for r in got[1:])
+    assert "| saliency | 0.1 | 2 |" in (out / "summary.md").read_text()  # shape table: the 2 known masks
 
 
 def test_benchmark_scores_the_soft_masks_of_mask_methods(dataset, loaded, tmp_path):

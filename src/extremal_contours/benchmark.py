@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import statistics
 import time
 from collections import defaultdict
@@ -86,15 +87,30 @@ def _append(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> None:
     new = not path.is_file() or path.stat().st_size == 0
     if not new:
         _drop_partial_line(path)
-        # Continue a file in the columns it already has (one written by an older version).
         with path.open(newline="") as handle:
-            fields = next(csv.reader(handle), None) or fields
+            have = next(csv.reader(handle), None) or []
+        missing = [f for f in fields if f not in have]
+        if have and missing:
+            _widen(path, have + missing)  # a file of an older version: its rows get empty new columns
+        fields = (have + missing) if have else fields
     with path.open("w" if new else "a", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore", restval="")
         if new:
             writer.writeheader()
         writer.writerows(rows)
         handle.flush()
+
+
+def _widen(path: Path, fields: list[str]) -> None:
+    """Rewrite a CSV with more columns (empty in its existing rows), atomically."""
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
 
 
 def _drop_partial_line(path: Path) -> None:
@@ -591,6 +607,8 @@ def summarise(out: Path, rows: list[dict[str, str]] | None = None, random_target
         mean, lo, hi = _interval(pres)
         soft = [float(r["soft_preserve_ratio"]) for r in group if r.get("soft_preserve_ratio")]
         soft_cell = f"{statistics.median(soft):.3f}" if soft else "-"
+        if soft and len(soft) < len(group):  # rows of an older version lack it
+            soft_cell += f" ({len(soft)} of {len(group)})"
         lines.append(
             f"| {method} | {area} | {len({r['image'] for r in group})} | {statistics.fmean(float(r['visible_area']) for r in group):.3f} "
             f"| {statistics.median(pres):.3f} | {mean:.3f} [{lo:.3f}, {hi:.3f}] | {soft_cell} "

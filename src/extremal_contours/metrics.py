@@ -71,12 +71,12 @@ def fidelity(
     perturb: Perturbation | None = None,
     batch_size: int = 32,
 ) -> dict[str, Tensor]:
-    """Preserve and delete scores of binary masks, with the same perturbation as the methods.
+    """Preserve and delete scores of masks, with the same perturbation as the methods.
 
     Args:
         model: the classifier.
         x: ``(N, C, H, W)`` images.
-        masks: ``(N, 1, H, W)`` bool.
+        masks: ``(N, 1, H, W)`` bool (binary masks), or float in ``[0, 1]`` (soft masks).
         classes: ``(N,)`` target classes.
         perturb: the perturbation (default: blur pyramid of ``x``).
 

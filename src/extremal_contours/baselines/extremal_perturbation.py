@@ -27,6 +27,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 from tqdm.auto import tqdm
 
 from .._layout import ModelCall, wants_channels_last
@@ -79,9 +80,17 @@ def smooth_max_upsample(params: Tensor, step: int, sigma: float, height: int, wi
     return mask[:, :, :height, :width]
 
 
-#: Elements of the (rows, neighbours, pixels of a cell, cells) product handled at once: small enough
-#: to stay in the CPU's cache, large enough to keep the per-operation cost negligible.
+#: Elements of the (rows, neighbours, pixels of a cell, cells) product handled at once on the CPU:
+#: small enough to stay in its cache, large enough to keep the per-operation cost negligible. On a
+#: GPU, where every operation is a kernel launch, chunks are as large as ``_CHUNK_GPU`` (64 MiB of
+#: float32 per temporary) instead.
 _CHUNK = 1 << 18
+_CHUNK_GPU = 1 << 24
+
+
+def _cells_per_chunk(cols: Tensor, weight: Tensor) -> int:
+    limit = _CHUNK if cols.device.type == "cpu" else _CHUNK_GPU
+    return max(1, limit // (cols.shape[0] * cols.shape[1] * weight.shape[1]))
 
 
 def _weighted(cols: Tensor, weight: Tensor, temperature: float, cells: slice) -> tuple[Tensor, Tensor]:
@@ -101,8 +110,8 @@ class _SmoothMax(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, cols: Tensor, weight: Tensor, temperature: float) -> Tensor:
-        b, k, g = cols.shape
-        step = max(1, _CHUNK // (b * k * weight.shape[1]))
+        b, _, g = cols.shape
+        step = _cells_per_chunk(cols, weight)
         out = cols.new_empty(b, weight.shape[1], g)
         for start in range(0, g, step):
             cells = slice(start, min(g, start + step))
@@ -114,11 +123,12 @@ class _SmoothMax(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor, None, None]:
         cols, weight, out = ctx.saved_tensors
         temperature = ctx.temperature
-        b, k, g = cols.shape
-        step = max(1, _CHUNK // (b * k * weight.shape[1]))
+        g = cols.shape[2]
+        step = _cells_per_chunk(cols, weight)
         grad = torch.empty_like(cols)
         for start in range(0, g, step):
             cells = slice(start, min(g, start + step))
