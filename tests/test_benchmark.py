@@ -105,6 +105,9 @@ def test_fidelity_of_full_and_empty_masks():
     torch.testing.assert_close(full["preserve_ratio"], torch.ones(2))
     empty = M.fidelity(model, x, torch.zeros(2, 1, 32, 32, dtype=torch.bool), classes)
     torch.testing.assert_close(empty["delete_drop"], torch.zeros(2), atol=1e-6, rtol=0)
+    # Known clean probabilities are reused, not recomputed: the same scores.
+    reused = M.fidelity(model, x, torch.zeros(2, 1, 32, 32, dtype=torch.bool), classes, clean=empty["clean"])
+    assert all(torch.equal(reused[k], empty[k]) for k in empty)
 
 
 def test_benchmark_faithfulness_columns(dataset, loaded, tmp_path):

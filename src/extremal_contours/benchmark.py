@@ -234,7 +234,8 @@ def run_benchmark(
                     # borders keep part of the context the binary mask blurs away).
                     soft = None
                     if attribution.soft_masks is not None:
-                        soft = M.fidelity(model, x_run, attribution.soft_masks[:, j].to(device), classes_run, perturb)
+                        soft_masks = attribution.soft_masks[:, j].to(device)
+                        soft = M.fidelity(model, x_run, soft_masks, classes_run, perturb, clean=fid["clean"])
                     pieces, holes = M.pieces(mask), M.holes(mask)
                     for i, sample in enumerate(run):
                         rows.append(

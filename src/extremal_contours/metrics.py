@@ -70,6 +70,7 @@ def fidelity(
     classes: Tensor,
     perturb: Perturbation | None = None,
     batch_size: int = 32,
+    clean: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Preserve and delete scores of masks, with the same perturbation as the methods.
 
@@ -79,6 +80,8 @@ def fidelity(
         masks: ``(N, 1, H, W)`` bool (binary masks), or float in ``[0, 1]`` (soft masks).
         classes: ``(N,)`` target classes.
         perturb: the perturbation (default: blur pyramid of ``x``).
+        clean: the class probabilities of ``x`` ``(N,)`` when already known (e.g. the ``clean`` of
+            an earlier call on the same images); computed otherwise.
 
     Returns:
         ``clean``, ``preserve``, ``delete`` class probabilities ``(N,)`` and ``preserve_ratio``
@@ -89,7 +92,8 @@ def fidelity(
     index = torch.arange(n, device=x.device)
     m = masks.to(x.dtype).reshape(n, 1, *x.shape[-2:])
 
-    clean = _class_scores(model, x, classes, batch_size, probability=True)
+    if clean is None:
+        clean = _class_scores(model, x, classes, batch_size, probability=True)
     keep = _class_scores(model, perturb(m, index), classes, batch_size, probability=True)
     drop = _class_scores(model, perturb(1 - m, index), classes, batch_size, probability=True)
     return {
