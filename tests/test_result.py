@@ -1,5 +1,9 @@
+import dataclasses
 import json
 import math
+import os
+import re
+import stat
 
 import numpy as np
 import pytest
@@ -135,3 +139,56 @@ def test_load_rejects_other_files(tmp_path):
         ContourResult.load(tmp_path)
     with pytest.raises(FileNotFoundError):
         ContourResult.load(tmp_path / "missing")
+
+
+def test_save_refuses_to_replace_a_file_and_keeps_the_usual_permissions(result, tmp_path):
+    (tmp_path / "afile").write_text("keep me")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        result.save(tmp_path / "afile")
+    assert (tmp_path / "afile").read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+    old = os.umask(0o022)
+    try:
+        folder = result.save(tmp_path / "res")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+
+
+def test_non_finite_scores_are_saved_as_strict_json_and_read_back_as_nan(result, tmp_path):
+    one = result.select(0)
+    broken = dataclasses.replace(one, clean_probability=torch.zeros(1), preserve_score=torch.full_like(one.preserve_score, math.inf))
+    folder = broken.save(tmp_path / "r")
+
+    def refuse(name):
+        raise AssertionError(f"non-standard JSON constant {name}")
+
+    for name in ("explanation.json", "contours.geojson"):
+        json.loads((folder / name).read_text(), parse_constant=refuse)
+    back = ContourResult.load(folder)
+    assert torch.isnan(back.preserve_score).all() and back.clean_probability.item() == 0.0
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda text: text[: len(text) // 2], "not valid JSON"),
+        (lambda text: "[1, 2]", "a JSON list"),
+        (lambda text: text.replace('"height"', '"h"'), "missing 'height'"),
+        (lambda text: re.sub(r'"height": \d+', '"height": 1000000', text), "not a picture size"),
+        (lambda text: re.sub(r'"harmonics": \[', '"harmonics": [[1, 2, 3], ', text, count=1), "damaged record"),
+    ],
+)
+def test_load_of_a_damaged_record_names_the_file(result, tmp_path, damage, message):
+    folder = result.select(0).save(tmp_path / "r")
+    record = folder / "explanation.json"
+    record.write_text(damage(record.read_text()))
+    with pytest.raises(ValueError, match=message) as info:
+        ContourResult.load(folder)
+    assert str(record) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_load_of_a_folder_of_different_results_says_so(result, tmp_path):
+    result.select(0).save(tmp_path / "all" / "a")
+    dataclasses.replace(result.select(1), areas=(0.1, 0.3)).save(tmp_path / "all" / "b")
+    with pytest.raises(ValueError, match="differ in image size or areas"):
+        ContourResult.load(tmp_path / "all")

@@ -64,6 +64,33 @@ def _area_tag(area: float) -> str:
     return f"area{area:.4g}"
 
 
+def _json_text(data: Any, indent: int | None = None) -> str:
+    """Strict JSON: NaN and infinities (a score that underflowed, say) are written as ``null``, which
+    every JSON and GeoJSON reader accepts; :func:`_number` reads them back as NaN."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, float):
+            return value if math.isfinite(value) else None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+
+    return json.dumps(clean(data), indent=indent, allow_nan=False)
+
+
+def _number(value: Any) -> float:
+    """A number of a record; ``null`` (a non-finite value when saved) is NaN."""
+    return math.nan if value is None else float(value)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @dataclass(frozen=True)
 class ContourParts:
     """The separate contours of multi-contour explanations: up to ``M`` per (image, area), the
@@ -325,9 +352,14 @@ class ContourResult:
         originals = [image] if isinstance(image, Image.Image) else list(image) if image is not None else None
         if originals is not None and len(originals) != self.num_images:
             raise ValueError(f"{len(originals)} pictures for {self.num_images} images")
+        if target.exists() and not target.is_dir():
+            raise ValueError(f"cannot save to {target}: it is a file, not a folder")
+        if target.parent.exists() and not target.parent.is_dir():
+            raise ValueError(f"cannot save to {target}: {target.parent} is a file, not a folder")
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         try:
+            staging.chmod(0o777 & ~_umask())  # mkdtemp's folder is private (0700); results are not
             for i in range(self.num_images):
                 folder = staging if self.num_images == 1 else staging / _folder_name(self, i)
                 folder.mkdir(exist_ok=True)
@@ -355,8 +387,8 @@ class ContourResult:
             mask_image(self.masks[i, j, 0].numpy()).save(folder / f"mask_{tag}.png")
             if canvas is not None:
                 draw_overlay(canvas, [p * factor for p in self.outlines(i, j)]).save(folder / f"overlay_{tag}.png")
-        (folder / "contours.geojson").write_text(json.dumps(self.geojson(i)))
-        (folder / "explanation.json").write_text(json.dumps(self.record(i), indent=1))
+        (folder / "contours.geojson").write_text(_json_text(self.geojson(i)))
+        (folder / "explanation.json").write_text(_json_text(self.record(i), indent=1))
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> ContourResult:
@@ -368,8 +400,13 @@ class ContourResult:
             records = sorted(root.glob("*/explanation.json"))
         if not records:
             raise FileNotFoundError(f"no explanation.json in {root} or its sub-folders")
-        parts = [_from_record(json.loads(p.read_text()), p.parent) for p in records]
-        return parts[0] if len(parts) == 1 else _concat(parts)
+        parts = [_read_record(p) for p in records]
+        if len(parts) == 1:
+            return parts[0]
+        shapes = {(p.image_size, p.areas) for p in parts}
+        if len(shapes) > 1:
+            raise ValueError(f"the explanations in {root} differ in image size or areas; load each folder on its own")
+        return _concat(parts)
 
 
 def _folder_name(result: ContourResult, i: int) -> str:
@@ -392,10 +429,41 @@ def _replace_dir(staging: Path, target: Path) -> None:
         os.replace(staging, target)
 
 
+#: Largest image side a record may claim (a corrupt size would otherwise allocate terabytes).
+MAX_RECORD_SIDE = 16384
+
+
+def _read_record(path: Path) -> ContourResult:
+    """One saved explanation, or a one-line error naming the file."""
+    try:
+        record = json.loads(path.read_text())
+        if not isinstance(record, dict):
+            raise ValueError(f"a JSON {type(record).__name__}, not an object")
+        return _from_record(record, path.parent)
+    except _RecordError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); the file is damaged") from None
+    except KeyError as exc:
+        raise ValueError(f"{path}: damaged or incomplete record (missing {exc})") from None
+    except (ValueError, TypeError, AttributeError, IndexError, RuntimeError, OSError) as exc:
+        from ._errors import first_line
+
+        raise ValueError(f"{path}: damaged record ({first_line(exc)})") from None
+
+
+class _RecordError(ValueError):
+    """A record that parses but does not describe an explanation."""
+
+
 def _from_record(record: dict[str, Any], folder: Path) -> ContourResult:
     if record.get("format") != FORMAT:
-        raise ValueError(f"{folder}: not an extremal-contours record (format {record.get('format')!r})")
+        raise _RecordError(f"not an extremal-contours record (format {record.get('format')!r})")
     h, w = record["image"]["height"], record["image"]["width"]
+    if not all(isinstance(v, int) and 0 < v <= MAX_RECORD_SIDE for v in (h, w)):
+        raise _RecordError(f"image size {h!r} x {w!r} is not a picture size")
+    if not isinstance(record["contours"], list) or not record["contours"]:
+        raise _RecordError("no contours in the record")
     contours = record["contours"]
     centre = torch.tensor([c["centre"] for c in contours], dtype=torch.float32)
     coeffs = torch.tensor([c["harmonics"] for c in contours], dtype=torch.float32).reshape(len(contours), -1, 2)
@@ -412,8 +480,13 @@ def _from_record(record: dict[str, Any], folder: Path) -> ContourResult:
     has_prob = "probability" in clean
     images = None
     if (folder / "input.png").is_file():
-        with Image.open(folder / "input.png") as im:
-            images = torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1)[None]
+        try:
+            with Image.open(folder / "input.png") as im:
+                images = torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1)[None]
+        except (OSError, ValueError) as exc:
+            raise _RecordError(f"its input.png cannot be read ({exc})") from None
+        if images.shape[-2:] != (h, w):
+            raise _RecordError(f"its input.png is {images.shape[-1]}x{images.shape[-2]}, the record says {w}x{h}")
     history = torch.tensor([[math.nan if v is None else v for v in c["history"]] for c in contours], dtype=torch.float32)
     return ContourResult(
         areas=tuple(c["area"] for c in contours),
@@ -426,15 +499,15 @@ def _from_record(record: dict[str, Any], folder: Path) -> ContourResult:
         masks=masks[None],
         soft_masks=soft[None],
         polygons=torch.tensor([c["polygon_px"] for c in contours], dtype=torch.float32)[None],
-        visible_area=torch.tensor([[c["visible_area"] for c in contours]]),
-        preserve_score=torch.tensor([[c["preserve"]["score"] for c in contours]]),
-        delete_score=torch.tensor([[c["delete"]["score"] for c in contours]]),
-        clean_score=torch.tensor([clean["score"]]),
+        visible_area=torch.tensor([[_number(c["visible_area"]) for c in contours]]),
+        preserve_score=torch.tensor([[_number(c["preserve"]["score"]) for c in contours]]),
+        delete_score=torch.tensor([[_number(c["delete"]["score"]) for c in contours]]),
+        clean_score=torch.tensor([_number(clean["score"])]),
         classes=torch.tensor([target["class"]]) if "class" in target else None,
         class_names=(target["name"],) if "name" in target else None,
-        clean_probability=torch.tensor([clean["probability"]]) if has_prob else None,
-        preserve_probability=torch.tensor([[c["preserve"]["probability"] for c in contours]]) if has_prob else None,
-        delete_probability=torch.tensor([[c["delete"]["probability"] for c in contours]]) if has_prob else None,
+        clean_probability=torch.tensor([_number(clean["probability"])]) if has_prob else None,
+        preserve_probability=torch.tensor([[_number(c["preserve"]["probability"]) for c in contours]]) if has_prob else None,
+        delete_probability=torch.tensor([[_number(c["delete"]["probability"]) for c in contours]]) if has_prob else None,
         history=history[None],
         score=target["score"],
         settings=record["settings"],
