@@ -245,6 +245,9 @@ def test_models_with_awkward_outputs(tiny, images, wrapper, message):
         ({"areas": (1.2,)}, "fractions"),
         ({"variant": "keep"}, "unknown variant"),
         ({"names": ["a"]}, "1 names for 2 images"),
+        ({"areas": (0.1, 0.1)}, "distinct"),
+        ({"areas": (0.1, 0.100001)}, "distinct"),  # the same file names when saved
+        ({"areas": (1e-6,)}, "covers under 16 pixels of a 40x48 image"),
     ],
 )
 def test_bad_call_arguments(tiny, images, kwargs, message):
@@ -261,6 +264,10 @@ def test_bad_call_arguments(tiny, images, kwargs, message):
         ({"perturbation": "noise"}, "unknown perturbation"),
         ({"score": "margin"}, "unknown score"),
         ({"edge": (0.0, 1.0)}, "edge"),
+        ({"lr": float("nan")}, "lr must be a positive number"),
+        ({"lr": -1.0}, "lr must be a positive number"),
+        ({"centre_lr": 0.0}, "centre_lr must be a positive number"),
+        ({"checks": -1}, "checks must be >= 0"),
     ],
 )
 def test_bad_settings(tiny, kwargs, message):
@@ -307,3 +314,42 @@ def test_a_model_that_refuses_channels_last_falls_back_to_contiguous():
     reference = ExtremalContour(_ViewNet(), **FAST, channels_last=False).attribute(x, target=1)
     torch.testing.assert_close(result.centre, reference.centre)
     torch.testing.assert_close(result.preserve_score, reference.preserve_score)
+
+
+def test_one_area_may_be_given_as_a_number(tiny, images):
+    explainer = ExtremalContour(tiny, **FAST)
+    one = explainer.attribute(images, target=1, areas=0.2)
+    assert one.areas == (0.2,)
+    torch.testing.assert_close(one.masks, explainer.attribute(images, target=1, areas=(0.2,)).masks)
+    with pytest.raises(TypeError, match="areas must be a sequence"):
+        explainer.attribute(images, target=1, areas="big")
+
+
+class _NanWhenPerturbed(nn.Module):
+    """Fine on the clean images, NaN on anything else (a numerically fragile model)."""
+
+    def __init__(self, clean: torch.Tensor) -> None:
+        super().__init__()
+        self.clean = clean
+        self.net = TinyNet()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net(x)
+        same = x.shape == self.clean.shape and torch.equal(x, self.clean)
+        return out if same else out * float("nan")
+
+
+def test_nan_from_the_model_on_perturbed_images_is_one_clear_line(images):
+    with pytest.raises(ValueError, match="NaN or infinite on a perturbed image") as info:
+        ExtremalContour(_NanWhenPerturbed(images).eval(), **FAST).attribute(images, target=1)
+    assert "\n" not in str(info.value)
+
+
+def test_works_when_called_under_inference_mode(tiny, images):
+    explainer = ExtremalContour(tiny, **FAST)
+    expected = explainer.attribute(images, target=1)
+    with torch.inference_mode():
+        x = images.clone()  # an inference tensor
+        got = explainer.attribute(x, target=1)
+    torch.testing.assert_close(got.masks, expected.masks)
+    torch.testing.assert_close(got.centre, expected.centre)

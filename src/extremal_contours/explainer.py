@@ -74,6 +74,32 @@ def _check_output(out: Any, rows: int) -> Tensor:
     return out
 
 
+#: Fewest pixels a region may cover: below this an area has nothing to show.
+MIN_REGION_PIXELS = 16
+
+
+def _check_areas(areas: Any, height: int, width: int) -> tuple[float, ...]:
+    """The areas as distinct fractions in (0, 1), each covering at least ``MIN_REGION_PIXELS``."""
+    if isinstance(areas, (int, float)) and not isinstance(areas, bool):
+        areas = (areas,)
+    try:
+        values = tuple(float(a) for a in areas)
+    except (TypeError, ValueError):
+        raise TypeError(f"areas must be a sequence of fractions in (0, 1), got {areas!r}") from None
+    if not values or any(not (0.0 < a < 1.0) for a in values):
+        raise ValueError(f"areas must be fractions in (0, 1), got {values}")
+    tags = [f"{a:.4g}" for a in values]  # as the saved files name them
+    if len(set(tags)) != len(tags):
+        raise ValueError(f"areas must be distinct (to 4 significant digits), got {values}")
+    small = [a for a in values if a * height * width < MIN_REGION_PIXELS]
+    if small:
+        raise ValueError(
+            f"area {small[0]:g} covers under {MIN_REGION_PIXELS} pixels of a {height}x{width} image; "
+            f"use at least {MIN_REGION_PIXELS / (height * width):.2g}"
+        )
+    return values
+
+
 def _check_starts(count: int, scan: int, name: str) -> None:
     """``count`` starts (or families) must be at least one and fit the scan's ``scan x scan`` discs."""
     if count < 1:
@@ -223,6 +249,13 @@ class ExtremalContour:
         if start_jitter < 0:
             raise ValueError(f"start_jitter must be >= 0, got {start_jitter}")
         self.start_jitter = start_jitter
+        for name, value in (("lr", lr), ("centre_lr", centre_lr if centre_lr is not None else lr), ("lr_end", lr_end)):
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number, got {value}")
+        if checks < 0:
+            raise ValueError(f"checks must be >= 0, got {checks}")
+        if not (math.isfinite(spectral) and spectral >= 0):
+            raise ValueError(f"spectral must be >= 0, got {spectral}")
         self.lr = lr
         self.centre_lr = lr if centre_lr is None else centre_lr
         self.decay = decay
@@ -382,9 +415,7 @@ class ExtremalContour:
         """
         started = time.perf_counter()
         x = self._check_input(x)
-        areas = tuple(float(a) for a in areas)
-        if not areas or any(not (0.0 < a < 1.0) for a in areas):
-            raise ValueError(f"areas must be fractions in (0, 1), got {areas}")
+        areas = _check_areas(areas, x.shape[-2], x.shape[-1])
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
         if names is not None and len(names) != x.shape[0]:
@@ -395,7 +426,9 @@ class ExtremalContour:
             raise ValueError("nested sweeps use one contour per region; use contours=1 with nesting")
         model = self.model
         context = _eval_mode(model) if isinstance(model, nn.Module) else _nullcontext()
-        with context:
+        # Gradients are the method: run with autograd on even when called under no_grad or
+        # inference_mode (x is copied out of an inference tensor by _attribute).
+        with context, torch.inference_mode(False), torch.enable_grad():
             if contours != "auto":
                 result = self._attribute(x, target, areas, variant, seed, names, started, int(contours))
                 return replace(result, settings={**result.settings, "contours": contours})
@@ -443,6 +476,8 @@ class ExtremalContour:
     ) -> ContourResult:
         device, dtype = _model_place(self.model, x)
         x = x.detach().to(device=device, dtype=dtype)
+        if x.is_inference():  # made under torch.inference_mode: autograd cannot save it
+            x = x.clone()
         self._call = ModelCall(self.model, wants_channels_last(self.channels_last, device))
         n, _, height, width = x.shape
         extent = C.image_extent(height, width)
@@ -488,6 +523,11 @@ class ExtremalContour:
             image2 = rows.image.repeat(len(parts))
             cls = classes[image2] if classes is not None else None
             score = score_fn(out, clean[image2], cls).float()
+            if not bool(torch.isfinite(score).all()):
+                raise ValueError(
+                    "the model's score is NaN or infinite on a perturbed image (the clean images were fine); "
+                    "check the model for numerical problems (e.g. half precision) or the learning rates"
+                )
             r = rows.image.shape[0]
             if variant == "preserve":
                 return score, score
