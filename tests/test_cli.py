@@ -42,7 +42,7 @@ def test_explain_folder_skips_bad_files_and_resumes(tmp_path, capsys):
     assert "grey.png: note: grayscale converted to RGB" in captured.err
     assert {p.name for p in out.iterdir()} == {"cat", "grey"}
     lines = [line for line in captured.out.splitlines() if line.startswith("cat.jpg")]
-    assert lines and "Egyptian cat (285)" in lines[0] and "area 0.10 preserve" in lines[0]
+    assert lines and "Egyptian cat (285)" in lines[0] and "area 0.1 preserve" in lines[0]
     record = json.loads((out / "cat" / "explanation.json").read_text())
     assert record["meta"]["job"]["model"] == "efficientnet_lite0"
     assert (out / "cat" / "overlay_area0.1.png").is_file()
@@ -108,3 +108,99 @@ def test_benchmark_folder_refuses_another_target_mode(tmp_path, capsys):
     assert main(["benchmark", "--data", str(data), "--methods", "saliency", "--out", out, "--random-target", "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "random_target=False" in err[0] and "--out" in err[0]
+
+
+RANDOM = ["--model", "test_efficientnet", "--weights", "random", "--iterations", "6", "--starts", "2", "--quiet", "--device", "cpu"]
+
+
+def _picture(path, seed: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+
+
+def test_result_folders_follow_the_pictures_not_their_order(tmp_path, capsys):
+    folder, out = tmp_path / "in", tmp_path / "out"
+    _picture(folder / "sub1" / "x.png", 1)
+    _picture(folder / "sub2" / "x.jpg", 2)
+    _picture(folder / "sub2" / "x.png", 3)
+    assert main(["explain", str(folder), "--out", str(out), *RANDOM]) == 0
+    made = {p.parent.relative_to(out).as_posix() for p in out.rglob("explanation.json")}
+    assert made == {"sub1/x", "sub2/x-jpg", "sub2/x-png"}
+    capsys.readouterr()
+    # A new picture that sorts first takes nobody's folder: the others are done, it alone runs.
+    _picture(folder / "sub0" / "x.gif", 4)
+    assert main(["explain", str(folder), "--out", str(out), *RANDOM]) == 0
+    err = capsys.readouterr().err
+    assert err.count(": already done") == 3 and "1 explained, 3 already done" in err
+    sources = {json.loads(p.read_text())["meta"]["source"] for p in out.rglob("explanation.json")}
+    assert len(sources) == 4
+
+
+def test_same_file_name_from_elsewhere_is_not_taken_for_done(tmp_path, capsys):
+    out = tmp_path / "out"
+    _picture(tmp_path / "a" / "pic.png", 1)
+    _picture(tmp_path / "b" / "pic.png", 2)
+    assert main(["explain", str(tmp_path / "a" / "pic.png"), "--out", str(out), *RANDOM]) == 0
+    first = (out / "pic" / "explanation.json").read_text()
+    assert main(["explain", str(tmp_path / "b" / "pic.png"), "--out", str(out), *RANDOM]) == 0
+    assert "already done" not in capsys.readouterr().err
+    assert (out / "pic" / "explanation.json").read_text() == first  # the first picture's result is kept
+    other = [p for p in out.iterdir() if p.name.startswith("pic-")]
+    assert len(other) == 1 and json.loads((other[0] / "explanation.json").read_text())["meta"]["source"].endswith("b/pic.png")
+
+
+def test_output_inside_the_input_folder_is_not_explained(tmp_path, capsys):
+    folder = tmp_path / "photos"
+    _picture(folder / "one.png", 1)
+    args = ["explain", str(folder), "--out", str(folder / "explained"), *RANDOM]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "one.png: already done" in capsys.readouterr().err  # and nothing of its own output is explained
+    assert [p.name for p in (folder / "explained").iterdir()] == ["one"]
+
+
+def test_out_file_and_duplicate_areas_are_usage_errors(tmp_path, capsys):
+    _picture(tmp_path / "p.png", 1)
+    (tmp_path / "afile.txt").write_text("x")
+    assert main(["explain", str(tmp_path / "p.png"), "--out", str(tmp_path / "afile.txt"), *RANDOM]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert main(["explain", str(tmp_path / "p.png"), "--area", "0.1", "0.1", "--out", str(tmp_path / "o"), *RANDOM]) == 2
+    assert "must be distinct" in capsys.readouterr().err
+    assert main(["sweep", str(tmp_path / "p.png"), "--families", "0", "--out", str(tmp_path / "o"), *RANDOM]) == 2
+    assert "--families must be >= 1" in capsys.readouterr().err
+    assert main(["explain", str(tmp_path / "p.png"), "--batch-size", "1", *RANDOM]) == 2
+    assert "--batch-size must be >= 2" in capsys.readouterr().err
+
+
+def test_a_save_failure_skips_the_picture_and_the_batch_goes_on(tmp_path, capsys, monkeypatch):
+    from extremal_contours.result import ContourResult
+
+    folder, out = tmp_path / "in", tmp_path / "out"
+    _picture(folder / "a.png", 1)
+    _picture(folder / "b.png", 2)
+    real = ContourResult.save
+
+    def failing(self, directory, image=None):
+        if str(directory).endswith("a"):
+            raise OSError(28, "No space left on device")
+        return real(self, directory, image=image)
+
+    monkeypatch.setattr(ContourResult, "save", failing)
+    assert main(["explain", str(folder), "--out", str(out), *RANDOM]) == 1
+    err = capsys.readouterr().err
+    assert "a.png: [Errno 28] No space left on device" in err and "1 explained, 0 already done, 1 failed" in err
+    assert (out / "b" / "explanation.json").is_file()
+
+
+@pytest.mark.real
+def test_class_names_exact_match_first_then_ambiguity_is_an_error(capsys):
+    from extremal_contours.cli import _target
+    from extremal_contours.models import load_model
+
+    loaded = load_model("efficientnet_lite0")
+    assert loaded.class_names[264] == "Cardigan" and loaded.class_names[474] == "cardigan"
+    assert _target("cardigan", loaded) == 474 and _target("Cardigan", loaded) == 264
+    with pytest.raises(Exception, match=r"names several classes: 264 .*474"):
+        _target("CARDIGAN", loaded)

@@ -79,3 +79,24 @@ def test_find_images_expands_folders_sorted(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     found = I.find_images([tmp_path])
     assert [p.name for p in found] == ["a.png", "b.jpg", "c.JPEG"]
+
+
+def test_find_images_leaves_out_the_output_folder_and_repeats(tmp_path):
+    for name in ("a.png", "out/x/mask.png", "out/y.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    found = I.find_images([tmp_path, tmp_path / "a.png"], exclude=tmp_path / "out")
+    assert [p.name for p in found] == ["a.png"]
+
+
+def test_exif_orientation_turns_the_picture_upright(tmp_path):
+    pixels = np.zeros((40, 60, 3), dtype=np.uint8)
+    pixels[:, :10] = 255  # a white band on the left, as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise
+    path = _save(tmp_path, "phone.jpg", Image.fromarray(pixels), exif=exif.tobytes())
+    image, note = I.load_image(path)
+    assert image.size == (40, 60) and "EXIF orientation (6)" in note
+    assert np.array(image)[:5, :, 0].mean() > 200  # the band is now at the top
+    plain, plain_note = I.load_image(_save(tmp_path, "plain.jpg", Image.fromarray(pixels)))
+    assert plain.size == (60, 40) and plain_note is None

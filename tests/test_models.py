@@ -85,3 +85,38 @@ def test_embedded_lite0_classifies_the_sample(lite0):
         top = lite0.model(x).softmax(1)[0].topk(3).indices.tolist()
     assert 285 in top  # Egyptian cat
     assert lite0.mean == (0.5, 0.5, 0.5) and lite0.input_size == 224
+
+
+def test_preprocess_converts_any_mode_as_load_image_does(tmp_path):
+    import numpy as np
+
+    from extremal_contours.images import ImageError, load_image
+    from extremal_contours.models import LoadedModel
+
+    lm = LoadedModel(model=torch.nn.Identity(), name="id", input_size=64, mean=(0.5,) * 3, std=(0.5,) * 3)
+    values = np.full((48, 64), 32768, dtype=np.uint16)  # 16-bit mid grey
+    Image.fromarray(values).save(tmp_path / "g16.png")
+    direct = lm.preprocess(Image.open(tmp_path / "g16.png"))
+    torch.testing.assert_close(direct, lm.preprocess(load_image(tmp_path / "g16.png")[0]))
+    assert abs(direct.mean().item()) < 0.02  # mid grey, not white
+    rgba = Image.new("RGBA", (64, 48), (0, 0, 0, 0))  # fully transparent: white
+    assert lm.preprocess(rgba).min().item() == 1.0
+    with pytest.raises(ImageError, match="longer than 8:1"):
+        lm.preprocess(Image.new("RGB", (3000, 32)))
+    assert lm.preprocess(Image.new("RGB", (3000, 32)), "center").shape == (1, 3, 64, 64)
+
+
+def test_weights_problems_say_what_is_wrong(tmp_path):
+    (tmp_path / "notes.pth").write_text("just some text")
+    with pytest.raises(ModelError, match="not a PyTorch state-dict file"):
+        load_model("resnet18", tmp_path / "notes.pth")
+    torch.save({"fc.weight": torch.zeros(2), "extra": Image.new("RGB", (2, 2))}, tmp_path / "pickled.pth")
+    with pytest.raises(ModelError, match="not a file of tensors") as info:
+        load_model("resnet18", tmp_path / "pickled.pth")
+    assert "weights_only" not in str(info.value)  # no advice to load untrusted pickles
+    from torchvision.models import resnet18
+
+    torch.save(resnet18(num_classes=10).state_dict(), tmp_path / "r10.pth")
+    with pytest.raises(ModelError, match=r"size mismatch for fc.weight.*--num-classes"):
+        load_model("resnet18", tmp_path / "r10.pth")
+    assert load_model("resnet18", tmp_path / "r10.pth", num_classes=10).model.fc.out_features == 10

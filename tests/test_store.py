@@ -84,7 +84,8 @@ def test_killed_run_resumes_without_gaps_or_duplicates(pictures, tmp_path, monke
     assert "bad.png" in capsys.readouterr().err
     # A third run finds everything stored and skips the known bad picture.
     assert main(["explain", str(pictures), "--store", "--out", str(out), "--area", "0.1", "0.2", *FAST]) == 0
-    assert "skipped, failed before" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "skipped, failed before" in err and "5 pictures, 4 already stored, 1 failed before" in err
     assert main(["show", str(out), "--image", "2.png", "--area", "0.2", "--out", str(tmp_path / "shown")]) == 0
     assert (tmp_path / "shown" / "overlay_2_area0.2_seed0.png").is_file()
 
@@ -106,3 +107,13 @@ def test_two_processes_with_torchrun_give_the_same_rows_as_one(pictures, tmp_pat
         np.testing.assert_allclose(ra["coeffs"], rb["coeffs"], atol=1e-5)
         assert ra["centre_x"] == pytest.approx(rb["centre_x"], abs=1e-5)
     assert not list((two / "shards").iterdir())
+
+
+def test_a_damaged_store_is_one_line(pictures, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "explanations.sqlite").write_bytes(b"this is not a database" * 100)
+    assert main(["explain", str(pictures / "0.png"), "--store", "--out", str(out), *FAST]) == 1
+    assert main(["show", str(out), "--image", "0.png"]) == 1
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 2 and all("damaged or not a result store" in line for line in lines)

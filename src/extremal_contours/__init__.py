@@ -3,6 +3,7 @@ keeps (or removes) the model's evidence for a class."""
 
 from ._version import __version__
 from .explainer import VARIANTS, ExtremalContour
+from .images import ImageError, load_image
 from .models import DEFAULT_MODEL, LoadedModel, ModelError, imagenet_classes, load_model
 from .result import ContourParts, ContourResult
 
@@ -12,10 +13,12 @@ __all__ = [
     "ContourParts",
     "ContourResult",
     "ExtremalContour",
+    "ImageError",
     "LoadedModel",
     "ModelError",
     "__version__",
     "imagenet_classes",
+    "load_image",
     "load_model",
     "sample_image_path",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -54,7 +55,10 @@ def _target(value: str | None, loaded: LoadedModel) -> int | None:
         return index
     if names is None:
         raise UsageError(f"--target {value!r}: this model has no class names; give a class index")
-    matches = [i for i, n in enumerate(names) if n.lower() == value.lower()]
+    matches = [i for i, n in enumerate(names) if n == value] or [i for i, n in enumerate(names) if n.lower() == value.lower()]
+    if len(matches) > 1:
+        listed = ", ".join(f"{i} ({names[i]})" for i in matches)
+        raise UsageError(f"--target {value!r} names several classes: {listed}; give the index")
     if not matches:
         close = [n for n in names if value.lower() in n.lower()][:5]
         hint = f" (did you mean: {', '.join(close)}?)" if close else ""
@@ -65,13 +69,19 @@ def _target(value: str | None, loaded: LoadedModel) -> int | None:
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default {DEFAULT_MODEL}; torchvision/timm names with --weights)")
     p.add_argument("--weights", default=None, help="state-dict file for --model (nothing is downloaded)")
+    p.add_argument("--num-classes", type=int, default=None, help="classes of --weights' head, if not the architecture's default (1000)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--harmonics", type=int, default=None, help="Fourier harmonics K (default 8)")
-    p.add_argument("--iterations", type=int, default=None, help="optimisation steps")
-    p.add_argument("--starts", type=int, default=None, help="contours optimised per (image, area)")
+    p.add_argument("--iterations", type=int, default=None, help="optimisation steps (default 64)")
+    p.add_argument("--starts", type=int, default=None, help="contours optimised per (image, area) (default 4)")
+    p.add_argument(
+        "--start-jitter", type=float, default=None,
+        help="move each start's centre by a seeded random offset of up to this fraction of the image (default 0: "
+        "deterministic, the seed changes nothing); with --seed, shows alternative explanations",
+    )  # fmt: skip
     p.add_argument("--score", default="logit", choices=[s for s in SCORES if s != "similarity"], help="what the region keeps")
     p.add_argument("--batch-size", type=int, default=32, help="most images per forward pass (memory bound)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of --start-jitter (default 0; without it the result is the same for every seed)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
 
@@ -87,11 +97,15 @@ def _contours(value: str) -> int | str:
     return count
 
 
-def _explainer(args: argparse.Namespace, loaded: LoadedModel) -> ExtremalContour:
+def _explainer(args: argparse.Namespace, loaded: LoadedModel, show_steps: bool = False) -> ExtremalContour:
+    """The explainer of the command line's settings; ``show_steps``: its own progress bar (on a
+    terminal), for a single picture, where there is no bar over pictures."""
     options: dict[str, Any] = {}
-    for name in ("harmonics", "iterations", "starts"):
-        if getattr(args, name) is not None:
+    for name in ("harmonics", "iterations", "starts", "start_jitter"):
+        if getattr(args, name, None) is not None:
             options[name] = getattr(args, name)
+    if args.batch_size < 2:
+        raise UsageError(f"--batch-size must be >= 2, got {args.batch_size}")
     try:
         return ExtremalContour(
             loaded.model,
@@ -100,7 +114,7 @@ def _explainer(args: argparse.Namespace, loaded: LoadedModel) -> ExtremalContour
             mean=loaded.mean,
             std=loaded.std,
             class_names=loaded.class_names,
-            progress=False,
+            progress=None if show_steps else False,
             **options,
         )
     except ValueError as exc:
@@ -111,26 +125,57 @@ def _load(args: argparse.Namespace) -> LoadedModel:
     device = _device(args.device)
     if args.weights == "random":
         print("warning: random weights; the explanations mean nothing", file=sys.stderr)
-    return load_model(args.model, args.weights, device=device)
+    num_classes = getattr(args, "num_classes", None)
+    if num_classes is not None and num_classes < 1:
+        raise UsageError(f"--num-classes must be >= 1, got {num_classes}")
+    return load_model(args.model, args.weights, device=device, num_classes=num_classes)
 
 
-def _out_name(path: Path, used: set[str]) -> str:
-    stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in path.stem) or "image"
-    name, i = stem, 2
-    while name in used:
-        name, i = f"{stem}-{i}", i + 1
-    used.add(name)
-    return name
+def _safe(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text) or "image"
 
 
-def _done(folder: Path, job: dict[str, Any]) -> bool:
+def _source_tag(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:6]
+
+
+def _out_names(files: list[Path], roots: list[Path]) -> dict[Path, Path]:
+    """A result folder (relative to ``--out``) per picture, from the picture alone, so adding or
+    removing pictures never renames another's: its path inside the folder it was found in (or its
+    file name), without the suffix; pictures that would share a folder get their suffix, then a
+    short hash of their full path."""
+    keys = {f: _image_key(f, roots) for f in files}
+    names = {f: Path(*[_safe(p) for p in Path(k).with_suffix("").parts]) for f, k in keys.items()}
+    for step in ("suffix", "hash"):
+        count: dict[Path, int] = {}
+        for name in names.values():
+            count[name] = count.get(name, 0) + 1
+        for f, name in names.items():
+            if count[name] > 1:
+                tag = _safe(f.suffix.lstrip(".").lower()) if step == "suffix" else _source_tag(f)
+                names[f] = name.with_name(f"{name.name}-{tag}")
+    return names
+
+
+def _recorded_source(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / "explanation.json").read_text()).get("meta", {}).get("source")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _done(folder: Path, job: dict[str, Any], source: Path) -> bool:
+    """``folder`` holds this picture's explanation made with these settings."""
     record = folder / "explanation.json"
     if not record.is_file():
         return False
     try:
-        return json.loads(record.read_text()).get("meta", {}).get("job") == job
-    except (OSError, ValueError):
+        meta = json.loads(record.read_text()).get("meta", {})
+    except (OSError, ValueError, AttributeError):
         return False
+    return meta.get("job") == job and meta.get("source") == str(source.resolve())
 
 
 def _summary(name: str, result: Any, out: Path) -> str:
@@ -141,7 +186,7 @@ def _summary(name: str, result: Any, out: Path) -> str:
     if result.clean_probability is not None:
         head += f" p={float(result.clean_probability[0]):.2f}"
     parts = [
-        f"area {a:.2f} preserve {float(result.preserve_ratio[0, j]):.2f} delete-drop {float(result.delete_drop[0, j]):.2f}"
+        f"area {a:g} preserve {float(result.preserve_ratio[0, j]):.2f} delete-drop {float(result.delete_drop[0, j]):.2f}"
         + (f" contours {int(result.parts.count[0, j])}" if result.parts is not None else "")
         for j, a in enumerate(result.areas)
     ]
@@ -164,16 +209,24 @@ def _explain_pictures(args: argparse.Namespace, sweep: bool) -> int:
     missing = [str(p) for p in paths if not Path(p).exists()]
     if missing:
         raise UsageError(f"no such file or folder: {', '.join(missing)}")
-    files = find_images(paths)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder")
+    files = find_images(paths, exclude=out)
     if not files:
         raise UsageError(f"no pictures found in {', '.join(map(str, paths))}")
-    loaded = _load(args)
-    target = _target(args.target, loaded)
-    explainer = _explainer(args, loaded)
     areas = tuple(args.area)
     if any(not 0 < a < 1 for a in areas):
         raise UsageError(f"--area takes fractions in (0, 1), got {', '.join(map(str, areas))}")
-    out = Path(args.out)
+    if len({f"{a:.4g}" for a in areas}) != len(areas):
+        raise UsageError(f"--area values must be distinct, got {', '.join(map(str, areas))}")
+    if sweep and args.families < 1:
+        raise UsageError(f"--families must be >= 1, got {args.families}")
+    if sweep and not args.nesting >= 0:
+        raise UsageError(f"--nesting must be >= 0, got {args.nesting}")
+    loaded = _load(args)
+    target = _target(args.target, loaded)
+    explainer = _explainer(args, loaded, show_steps=len(files) == 1 and not args.quiet)
     job = {
         "model": loaded.name,
         "weights": _weights_source(args),
@@ -189,12 +242,15 @@ def _explain_pictures(args: argparse.Namespace, sweep: bool) -> int:
         if sweep:
             raise UsageError("--store is for explain (sweeps write figures per picture)")
         return _explain_to_store(args, paths, files, loaded, explainer, target, areas, job)
-    used: set[str] = set()
+    names = _out_names(files, [Path(p) for p in paths])
     done = failed = skipped = 0
     bar = tqdm(files, desc="explain", unit="image", disable=args.quiet or len(files) == 1)
     for path in bar:
-        folder = out / _out_name(path, used)
-        if not args.force and _done(folder, job) and (not sweep or (folder / "summary.png").is_file()):
+        folder = out / names[path]
+        other = _recorded_source(folder)
+        if other is not None and other != str(path.resolve()):
+            folder = folder.with_name(f"{folder.name}-{_source_tag(path)}")  # the folder holds another picture
+        if not args.force and _done(folder, job, path) and (not sweep or (folder / "summary.png").is_file()):
             skipped += 1
             tqdm.write(f"{path.name}: already done -> {folder}", file=sys.stderr)
             continue
@@ -221,7 +277,7 @@ def _explain_pictures(args: argparse.Namespace, sweep: bool) -> int:
                 from .figures import save_sweep
 
                 save_sweep(result, folder)
-        except (ImageError, ValueError, TypeError, RuntimeError) as exc:
+        except (ImageError, ValueError, TypeError, RuntimeError, OSError) as exc:
             failed += 1
             tqdm.write(f"error: {path}: {first_line(exc)}", file=sys.stderr)
             continue
@@ -269,12 +325,16 @@ def _explain_to_store(
     for name in sorted(set(bad) & set(keys)):
         if rank == 0:
             print(f"{name}: skipped, failed before: {bad[name]} (--force retries)", file=sys.stderr)
+    stored, failed_before = len([k for k in keys if k in done]), len([k for k in keys if k in bad and k not in done])
     done |= set(bad)
     mine = [(f, k) for i, (f, k) in enumerate(zip(files, keys, strict=True)) if i % world == rank]
     todo = [(f, k) for f, k in mine if k not in done]
     store = ResultStore(main_file if world == 1 else shard_path(main_file, rank))
     if rank == 0:
-        print(f"{len(files)} pictures, {len(files) - len([k for k in keys if k not in done])} already stored, {world} process(es) -> {main_file}", file=sys.stderr)
+        print(
+            f"{len(files)} pictures, {stored} already stored, {failed_before} failed before, {world} process(es) -> {main_file}",
+            file=sys.stderr,
+        )
     failed = 0
     bar = tqdm(todo, desc=f"explain[{rank}]" if world > 1 else "explain", unit="image", disable=args.quiet, position=rank)
     for path, name in bar:
@@ -524,6 +584,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ModelError, ImageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except sqlite3.DatabaseError as exc:
+        print(f"error: the result store under {getattr(args, 'out', None) or getattr(args, 'results', '')} is damaged or not a "
+              f"result store ({exc})", file=sys.stderr)  # fmt: skip
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -7,33 +7,57 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ._errors import first_line
 
-__all__ = ["IMAGE_SUFFIXES", "MAX_PIXELS", "MIN_SIDE", "ImageError", "find_images", "load_image"]
+__all__ = ["IMAGE_SUFFIXES", "MAX_ASPECT", "MAX_PIXELS", "MIN_SIDE", "ImageError", "as_rgb", "find_images", "load_image"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 #: Smallest side accepted: below this a picture has too little for the model to see.
 MIN_SIDE = 32
 #: Largest picture accepted (PIL's decompression-bomb threshold).
 MAX_PIXELS = 89_478_485
+#: Longest side over shortest side a whole picture may have (``LoadedModel.resize``): the model sees
+#: the short side at its input size, so a strip of 1:90 would become an input 90 times the usual one.
+MAX_ASPECT = 8.0
 
 
 class ImageError(ValueError):
     """A picture that cannot be used, with a one-line reason."""
 
 
-def find_images(paths: list[str | os.PathLike[str]]) -> list[Path]:
-    """Files given, and the pictures inside folders given (recursively, sorted)."""
+def find_images(paths: list[str | os.PathLike[str]], exclude: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Files given, and the pictures inside folders given (recursively, sorted), each once.
+
+    ``exclude``: a folder whose pictures are left out of folder searches (the output folder, when
+    it lies inside an input folder, holds the results' own PNGs).
+    """
+    skip = Path(exclude).resolve() if exclude is not None else None
+
+    def excluded(p: Path) -> bool:
+        return skip is not None and p.resolve().is_relative_to(skip)
+
     found: list[Path] = []
+    seen: set[Path] = set()
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            items = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not excluded(p))
         else:
-            found.append(path)
+            items = [path]
+        for p in items:
+            key = p.resolve()
+            if key not in seen:
+                seen.add(key)
+                found.append(p)
     return found
+
+
+def as_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL picture as 8-bit RGB, converted as :func:`load_image` does (16-bit and float
+    grayscale scaled, transparency composited on white)."""
+    return _to_rgb(image)[0]
 
 
 def _to_rgb(image: Image.Image) -> tuple[Image.Image, str | None]:
@@ -102,5 +126,10 @@ def load_image(path: str | os.PathLike[str]) -> tuple[Image.Image, str | None]:
         raise ImageError(f"picture is too large (over {MAX_PIXELS / 1e6:.0f} MP): {path}") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"cannot read {path}: {first_line(exc)} (truncated or corrupt file?)") from None
+    orientation = image.getexif().get(0x0112, 1)  # EXIF Orientation: phone pictures are stored turned
+    if orientation not in (1, None):
+        image = ImageOps.exif_transpose(image)
     rgb, note = _to_rgb(image)
+    if orientation not in (1, None):
+        note = "; ".join(filter(None, [f"turned upright as its EXIF orientation ({orientation}) says", note]))
     return rgb, note

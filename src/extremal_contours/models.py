@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from torchvision.transforms.v2 import functional as TF
 
 from ._errors import first_line
+from .images import MAX_ASPECT, ImageError, as_rgb
 
 __all__ = ["DEFAULT_MODEL", "EMBEDDED", "LoadedModel", "ModelError", "imagenet_classes", "load_model"]
 
@@ -85,6 +86,8 @@ class LoadedModel:
         if mode not in ("whole", "center"):
             raise ValueError(f"unknown resize mode {mode!r}; use 'whole' or 'center'")
         w, h = image.size
+        if mode == "whole" and not self.fixed_input_size and max(w, h) > MAX_ASPECT * min(w, h):
+            raise ImageError(f"picture is {w}x{h} px, longer than {MAX_ASPECT:g}:1; crop it first (or resize 'center')")
         side = self.input_size / (self.crop_pct if mode == "center" else 1.0)
         short = min(w, h)
         size = (max(round(w * side / short), self.input_size), max(round(h * side / short), self.input_size))
@@ -102,8 +105,10 @@ class LoadedModel:
         return TF.normalize(x, list(self.mean), list(self.std))[None]
 
     def preprocess(self, image: Image.Image, mode: str = "whole") -> Tensor:
-        """RGB picture to the model's normalised input ``(1, 3, H, W)`` (see :meth:`resize`)."""
-        return self.to_tensor(self.resize(image, mode))
+        """A picture to the model's normalised input ``(1, 3, H, W)`` (see :meth:`resize`). Any PIL
+        mode is converted first as :func:`~extremal_contours.images.load_image` does (16-bit and
+        float grayscale scaled, transparency composited on white)."""
+        return self.to_tensor(self.resize(as_rgb(image), mode))
 
 
 def _state_dict(path: Path) -> dict[str, Tensor]:
@@ -117,13 +122,27 @@ def _state_dict(path: Path) -> dict[str, Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt or not a state dict
-        raise ModelError(f"cannot read weights from {path}: {first_line(exc)}") from exc
+        if "Weights only load failed" in str(exc):
+            raise ModelError(
+                f"cannot read weights from {path}: not a file of tensors that torch.load reads safely "
+                "(damaged, not a PyTorch file, or a pickled object other than a state dict)"
+            ) from exc
+        raise ModelError(f"cannot read weights from {path}: not a PyTorch state-dict file, or damaged ({first_line(exc)})") from exc
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict):
         raise ModelError(f"{path} does not hold a state dict (got {type(state).__name__})")
     return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _load_problem(exc: Exception) -> str:
+    """The telling line of ``load_state_dict``'s error (its first line only says that it failed)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    telling = [line for line in lines[1:] if "size mismatch" in line or "Missing key" in line or "Unexpected key" in line]
+    line = (telling or lines or [type(exc).__name__])[0]
+    hint = " (a different number of classes? the command line takes --num-classes)" if "size mismatch" in line else ""
+    return (line[:300] + "...") if len(line) > 300 else line + hint
 
 
 def _load_by_position(model: nn.Module, state: dict[str, Tensor], source: str) -> None:
@@ -216,7 +235,7 @@ def load_model(
                 try:
                     _load_by_position(model, state, str(weights))
                 except ModelError:
-                    raise ModelError(f"{weights} does not fit {name}: {first_line(exc)}") from exc
+                    raise ModelError(f"{weights} does not fit {name}: {_load_problem(exc)}") from exc
     model.eval().to(device)
     size = int(cfg.get("input_size", (3, 224, 224))[-1])
     head = getattr(model, "num_classes", None)
