@@ -126,10 +126,15 @@ def load_image(path: str | os.PathLike[str]) -> tuple[Image.Image, str | None]:
         raise ImageError(f"picture is too large (over {MAX_PIXELS / 1e6:.0f} MP): {path}") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"cannot read {path}: {first_line(exc)} (truncated or corrupt file?)") from None
-    orientation = image.getexif().get(0x0112, 1)  # EXIF Orientation: phone pictures are stored turned
-    if orientation not in (1, None):
+    try:
+        orientation = image.getexif().get(0x0112, 1)  # EXIF Orientation: phone pictures are stored turned
+    except Exception:  # damaged EXIF block: the pixels are still good
+        orientation = 1
+    if orientation not in (2, 3, 4, 5, 6, 7, 8):
+        orientation = 1
+    if orientation != 1:
         image = ImageOps.exif_transpose(image)
     rgb, note = _to_rgb(image)
-    if orientation not in (1, None):
+    if orientation != 1:
         note = "; ".join(filter(None, [f"turned upright as its EXIF orientation ({orientation}) says", note]))
     return rgb, note
