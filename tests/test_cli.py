@@ -116,7 +116,7 @@ RANDOM = ["--model", "test_efficientnet", "--weights", "random", "--iterations",
 def _picture(path, seed: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     pixels = np.random.default_rng(seed).integers(0, 255, (48, 64, 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(path)
+    Image.fromarray(pixels).save(path, format={".jpg": "JPEG", ".gif": "GIF"}.get(path.suffix, "PNG"))
 
 
 def test_result_folders_follow_the_pictures_not_their_order(tmp_path, capsys):
@@ -124,17 +124,37 @@ def test_result_folders_follow_the_pictures_not_their_order(tmp_path, capsys):
     _picture(folder / "sub1" / "x.png", 1)
     _picture(folder / "sub2" / "x.jpg", 2)
     _picture(folder / "sub2" / "x.png", 3)
+    _picture(folder / "sub1.png", 5)  # its folder would hold sub1/x's
+    _picture(folder / "..png", 6)  # its name alone would be the output folder itself
     assert main(["explain", str(folder), "--out", str(out), *RANDOM]) == 0
     made = {p.parent.relative_to(out).as_posix() for p in out.rglob("explanation.json")}
-    assert made == {"sub1/x", "sub2/x-jpg", "sub2/x-png"}
+    assert made == {"sub1/x", "sub2/x-jpg", "sub2/x-png", "sub1-png", "_."}
     capsys.readouterr()
-    # A new picture that sorts first takes nobody's folder: the others are done, it alone runs.
+    # A new picture that sorts first takes nobody's folder; a new picture sharing a done picture's
+    # name leaves it its folder; the folders given in another order name nothing differently.
     _picture(folder / "sub0" / "x.gif", 4)
-    assert main(["explain", str(folder), "--out", str(out), *RANDOM]) == 0
+    _picture(folder / "sub1" / "x.jpg", 7)
+    assert main(["explain", str(folder / "sub2"), str(folder), "--out", str(out), *RANDOM]) == 0
     err = capsys.readouterr().err
-    assert err.count(": already done") == 3 and "1 explained, 3 already done" in err
+    assert err.count(": already done") == 5 and "2 explained, 5 already done" in err
+    made = {p.parent.relative_to(out).as_posix() for p in out.rglob("explanation.json")}
+    assert made == {"sub1/x", "sub1/x-jpg", "sub0/x", "sub2/x-jpg", "sub2/x-png", "sub1-png", "_."}
     sources = {json.loads(p.read_text())["meta"]["source"] for p in out.rglob("explanation.json")}
-    assert len(sources) == 4
+    assert len(sources) == 7
+
+
+def test_moved_pictures_are_still_done(tmp_path, capsys):
+    _picture(tmp_path / "a" / "pic.png", 1)
+    out = tmp_path / "out"
+    assert main(["explain", str(tmp_path / "a"), "--out", str(out), *RANDOM]) == 0
+    shutil.move(tmp_path / "a", tmp_path / "moved")
+    capsys.readouterr()
+    assert main(["explain", str(tmp_path / "moved"), "--out", str(out), *RANDOM]) == 0
+    assert "pic.png: already done" in capsys.readouterr().err
+    # The same path with new pixels is a new picture: explained again, in the same folder.
+    _picture(tmp_path / "moved" / "pic.png", 2)
+    assert main(["explain", str(tmp_path / "moved"), "--out", str(out), *RANDOM]) == 0
+    assert "already done" not in capsys.readouterr().err and [p.name for p in out.iterdir()] == ["pic"]
 
 
 def test_same_file_name_from_elsewhere_is_not_taken_for_done(tmp_path, capsys):
@@ -150,15 +170,17 @@ def test_same_file_name_from_elsewhere_is_not_taken_for_done(tmp_path, capsys):
     assert len(other) == 1 and json.loads((other[0] / "explanation.json").read_text())["meta"]["source"].endswith("b/pic.png")
 
 
-def test_output_inside_the_input_folder_is_not_explained(tmp_path, capsys):
+@pytest.mark.parametrize("inside", ["explained", "."])
+def test_output_inside_or_equal_to_the_input_folder_is_not_explained(tmp_path, capsys, inside):
     folder = tmp_path / "photos"
     _picture(folder / "one.png", 1)
-    args = ["explain", str(folder), "--out", str(folder / "explained"), *RANDOM]
+    out = folder / inside
+    args = ["explain", str(folder), "--out", str(out), *RANDOM]
     assert main(args) == 0
     capsys.readouterr()
     assert main(args) == 0
     assert "one.png: already done" in capsys.readouterr().err  # and nothing of its own output is explained
-    assert [p.name for p in (folder / "explained").iterdir()] == ["one"]
+    assert [p.parent.name for p in out.rglob("explanation.json")] == ["one"]
 
 
 def test_out_file_and_duplicate_areas_are_usage_errors(tmp_path, capsys):
@@ -170,8 +192,13 @@ def test_out_file_and_duplicate_areas_are_usage_errors(tmp_path, capsys):
     assert "must be distinct" in capsys.readouterr().err
     assert main(["sweep", str(tmp_path / "p.png"), "--families", "0", "--out", str(tmp_path / "o"), *RANDOM]) == 2
     assert "--families must be >= 1" in capsys.readouterr().err
-    assert main(["explain", str(tmp_path / "p.png"), "--batch-size", "1", *RANDOM]) == 2
+    assert main(["explain", str(tmp_path / "p.png"), "--batch-size", "1", "--out", str(tmp_path / "o"), *RANDOM]) == 2
     assert "--batch-size must be >= 2" in capsys.readouterr().err
+    assert main(["speed", "--area", "0.1", "0.1", *RANDOM]) == 2
+    assert "--area values must be distinct" in capsys.readouterr().err
+    assert main(["explain", str(tmp_path / "p.png"), "--num-classes", "10", "--out", str(tmp_path / "o"), *RANDOM[:2], *RANDOM[4:]]) == 2
+    assert "--num-classes describes the head of --weights" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 def test_a_save_failure_skips_the_picture_and_the_batch_goes_on(tmp_path, capsys, monkeypatch):

@@ -81,12 +81,12 @@ def test_find_images_expands_folders_sorted(tmp_path):
     assert [p.name for p in found] == ["a.png", "b.jpg", "c.JPEG"]
 
 
-def test_find_images_leaves_out_the_output_folder_and_repeats(tmp_path):
-    for name in ("a.png", "out/x/mask.png", "out/y.png"):
+def test_find_images_leaves_out_saved_explanations_hidden_folders_and_repeats(tmp_path):
+    for name in ("a.png", "out/x/mask.png", "out/x/explanation.json", "out/x/deeper/y.png", "sub/b.png", "sub/.tmp/c.png"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"x")
-    found = I.find_images([tmp_path, tmp_path / "a.png"], exclude=tmp_path / "out")
-    assert [p.name for p in found] == ["a.png"]
+    found = I.find_images([tmp_path, tmp_path / "a.png"])
+    assert [p.relative_to(tmp_path).as_posix() for p in found] == ["a.png", "sub/b.png"]
 
 
 def test_exif_orientation_turns_the_picture_upright(tmp_path):

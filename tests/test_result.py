@@ -187,8 +187,27 @@ def test_load_of_a_damaged_record_names_the_file(result, tmp_path, damage, messa
     assert str(record) in str(info.value) and "\n" not in str(info.value)
 
 
-def test_load_of_a_folder_of_different_results_says_so(result, tmp_path):
+def test_load_of_a_folder_of_different_results_says_so(result, tmp_path, tiny, images):
     result.select(0).save(tmp_path / "all" / "a")
     dataclasses.replace(result.select(1), areas=(0.1, 0.3)).save(tmp_path / "all" / "b")
-    with pytest.raises(ValueError, match="differ in image size or areas"):
+    with pytest.raises(ValueError, match="differ in image size, areas or settings"):
         ContourResult.load(tmp_path / "all")
+    other = ExtremalContour(tiny, harmonics=3, **FAST).attribute(images[:1], target=1, areas=(0.1, 0.25))
+    result.select(0).save(tmp_path / "k" / "a")
+    other.save(tmp_path / "k" / "b")
+    with pytest.raises(ValueError, match="differ in image size, areas or settings"):
+        ContourResult.load(tmp_path / "k")
+
+
+def test_load_finds_results_in_nested_folders_and_save_never_replaces_other_files(result, tmp_path):
+    result.select(0).save(tmp_path / "out" / "sub1" / "x")
+    folder = result.select(1).save(tmp_path / "out" / "sub2" / "y")
+    (folder / "input.png").unlink()  # one without its picture: loaded together, the pictures are dropped
+    both = ContourResult.load(tmp_path / "out")
+    assert both.num_images == 2 and both.images is None
+    (tmp_path / "photos" / "sub").mkdir(parents=True)
+    (tmp_path / "photos" / "sub" / "mine.png").write_bytes(b"user data")
+    with pytest.raises(ValueError, match="holds other files than a saved explanation"):
+        result.select(0).save(tmp_path / "photos" / "sub")
+    assert (tmp_path / "photos" / "sub" / "mine.png").read_bytes() == b"user data"
+    assert sorted(p.name for p in (tmp_path / "photos").iterdir()) == ["sub"]  # no staging folder left

@@ -116,4 +116,4 @@ def test_a_damaged_store_is_one_line(pictures, tmp_path, capsys):
     assert main(["explain", str(pictures / "0.png"), "--store", "--out", str(out), *FAST]) == 1
     assert main(["show", str(out), "--image", "0.png"]) == 1
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 2 and all("damaged or not a result store" in line for line in lines)
+    assert len(lines) == 2 and all(f"store under {out} is damaged or not a result store" in line for line in lines)

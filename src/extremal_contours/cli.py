@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sqlite3
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
@@ -22,6 +23,9 @@ from .images import ImageError, find_images, load_image
 from .models import DEFAULT_MODEL, LoadedModel, ModelError, load_model
 from .sweep import DEFAULT_AREAS
 from .targets import SCORES, describe
+
+#: Smallest area the command line takes (16 pixels of a 224 x 224 input is 0.0003).
+MIN_AREA = 0.0005
 
 #: Longest side of the overlay drawn on the original picture.
 OVERLAY_MAX_SIDE = 2048
@@ -128,54 +132,121 @@ def _load(args: argparse.Namespace) -> LoadedModel:
     num_classes = getattr(args, "num_classes", None)
     if num_classes is not None and num_classes < 1:
         raise UsageError(f"--num-classes must be >= 1, got {num_classes}")
+    if num_classes is not None and not args.weights:
+        raise UsageError("--num-classes describes the head of --weights; give both")
     return load_model(args.model, args.weights, device=device, num_classes=num_classes)
 
 
+def _areas(values: Sequence[float], flag: str) -> tuple[float, ...]:
+    """Area fractions from the command line: in (0, 1) and distinct (as result files name them)."""
+    areas = tuple(values)
+    if any(not 0 < a < 1 for a in areas):
+        raise UsageError(f"{flag} takes fractions in (0, 1), got {', '.join(map(str, areas))}")
+    if any(a < MIN_AREA for a in areas):
+        raise UsageError(f"{flag} {min(areas):g} is too small: at least {MIN_AREA:g} (a few pixels of the model's input)")
+    if len({f"{a:.4g}" for a in areas}) != len(areas):
+        raise UsageError(f"{flag} values must be distinct, got {', '.join(map(str, areas))}")
+    return areas
+
+
 def _safe(text: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text) or "image"
+    """A file-system-safe name part (never ``.``, ``..`` or hidden)."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text) or "image"
+    return "_" + safe if safe.startswith(".") else safe
 
 
-def _source_tag(path: Path) -> str:
-    import hashlib
+class _Fingerprints:
+    """SHA-1 of pictures' bytes, read once: a result records its picture's, so a re-run knows the
+    same picture wherever it now lies, and a different picture of the same name is never done."""
 
-    return hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:6]
+    def __init__(self) -> None:
+        self._seen: dict[Path, str] = {}
+
+    def __call__(self, path: Path) -> str:
+        import hashlib
+
+        key = path.resolve()
+        if key not in self._seen:
+            digest = hashlib.sha1()
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            self._seen[key] = digest.hexdigest()
+        return self._seen[key]
 
 
-def _out_names(files: list[Path], roots: list[Path]) -> dict[Path, Path]:
-    """A result folder (relative to ``--out``) per picture, from the picture alone, so adding or
-    removing pictures never renames another's: its path inside the folder it was found in (or its
-    file name), without the suffix; pictures that would share a folder get their suffix, then a
-    short hash of their full path."""
-    keys = {f: _image_key(f, roots) for f in files}
-    names = {f: Path(*[_safe(p) for p in Path(k).with_suffix("").parts]) for f, k in keys.items()}
-    for step in ("suffix", "hash"):
-        count: dict[Path, int] = {}
-        for name in names.values():
-            count[name] = count.get(name, 0) + 1
-        for f, name in names.items():
-            if count[name] > 1:
-                tag = _safe(f.suffix.lstrip(".").lower()) if step == "suffix" else _source_tag(f)
+def _recorded(folder: Path) -> dict[str, Any] | None:
+    """The ``meta`` of the explanation saved in ``folder``, or ``None``."""
+    try:
+        meta = json.loads((folder / "explanation.json").read_text()).get("meta", {})
+    except (OSError, ValueError, AttributeError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _is_picture(meta: dict[str, Any], path: Path, fingerprint: _Fingerprints) -> bool:
+    """``meta`` was saved for this picture: the same bytes (or, for results saved before
+    fingerprints were recorded, the same path)."""
+    try:
+        if meta.get("source_sha1"):
+            return meta["source_sha1"] == fingerprint(path)
+    except OSError:
+        return False
+    return meta.get("source") == str(path.resolve())
+
+
+def _holds_another(meta: dict[str, Any] | None, path: Path, fingerprint: _Fingerprints) -> bool:
+    """A result folder's ``meta`` belongs to another picture, one that still exists elsewhere with
+    other pixels (a folder whose picture was moved, or edited in place, is this picture's)."""
+    if meta is None or _is_picture(meta, path, fingerprint):
+        return False
+    source = meta.get("source")
+    return bool(source) and source != str(path.resolve()) and Path(source).exists()
+
+
+def _out_names(files: list[Path], roots: list[Path], out: Path, fingerprint: _Fingerprints) -> dict[Path, Path]:
+    """A result folder (relative to ``out``) per picture: its path inside the folder it was found
+    in (or its file name), without the suffix. Adding or removing pictures renames nobody else's
+    folder. Pictures that would share a folder, or whose folder would hold another's, get their
+    suffix, then a short fingerprint, added; of pictures that share a name, the one whose result
+    already has the bare folder keeps it."""
+    names: dict[Path, Path] = {}
+    for f in files:
+        key = PurePosixPath(_image_key(f, roots))
+        stem = key.name[: -len(key.suffix)] if key.suffix else key.name
+        names[f] = Path(*[_safe(p) for p in key.parent.parts], _safe(stem))
+    for step in ("suffix", "fingerprint"):
+        parents = {p for n in names.values() for p in n.parents}
+        groups: dict[Path, list[Path]] = {}
+        for f, n in names.items():
+            groups.setdefault(n, []).append(f)
+        for name, members in groups.items():
+            if len(members) == 1 and name not in parents:
+                continue
+            meta = _recorded(out / name) if name not in parents else None
+            keeper = next((f for f in members if meta is not None and _is_picture(meta, f, fingerprint)), None)
+            for f in members:
+                if f is keeper:
+                    continue
+                try:
+                    tag = _safe(f.suffix.lstrip(".").lower()) if step == "suffix" else fingerprint(f)[:8]
+                except OSError:  # unreadable: it fails later with its own message
+                    tag = "unreadable"
                 names[f] = name.with_name(f"{name.name}-{tag}")
     return names
 
 
-def _recorded_source(folder: Path) -> str | None:
-    try:
-        return json.loads((folder / "explanation.json").read_text()).get("meta", {}).get("source")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-def _done(folder: Path, job: dict[str, Any], source: Path) -> bool:
-    """``folder`` holds this picture's explanation made with these settings."""
-    record = folder / "explanation.json"
-    if not record.is_file():
-        return False
-    try:
-        meta = json.loads(record.read_text()).get("meta", {})
-    except (OSError, ValueError, AttributeError):
-        return False
-    return meta.get("job") == job and meta.get("source") == str(source.resolve())
+def _image_key(path: Path, roots: list[Path]) -> str:
+    """The picture's path inside the outermost folder given that holds it (whatever the order the
+    folders were given in), else its file name."""
+    inside = []
+    for root in roots:
+        if root.is_dir():
+            try:
+                inside.append(path.resolve().relative_to(root.resolve()))
+            except ValueError:
+                continue
+    return max(inside, key=lambda p: len(p.parts)).as_posix() if inside else path.name
 
 
 def _summary(name: str, result: Any, out: Path) -> str:
@@ -212,14 +283,12 @@ def _explain_pictures(args: argparse.Namespace, sweep: bool) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file, not a folder")
-    files = find_images(paths, exclude=out)
+    files = find_images(paths)
     if not files:
         raise UsageError(f"no pictures found in {', '.join(map(str, paths))}")
-    areas = tuple(args.area)
-    if any(not 0 < a < 1 for a in areas):
-        raise UsageError(f"--area takes fractions in (0, 1), got {', '.join(map(str, areas))}")
-    if len({f"{a:.4g}" for a in areas}) != len(areas):
-        raise UsageError(f"--area values must be distinct, got {', '.join(map(str, areas))}")
+    areas = _areas(args.area, "--area")
+    if args.batch_size < 2:
+        raise UsageError(f"--batch-size must be >= 2, got {args.batch_size}")
     if sweep and args.families < 1:
         raise UsageError(f"--families must be >= 1, got {args.families}")
     if sweep and not args.nesting >= 0:
@@ -242,15 +311,20 @@ def _explain_pictures(args: argparse.Namespace, sweep: bool) -> int:
         if sweep:
             raise UsageError("--store is for explain (sweeps write figures per picture)")
         return _explain_to_store(args, paths, files, loaded, explainer, target, areas, job)
-    names = _out_names(files, [Path(p) for p in paths])
+    fingerprint = _Fingerprints()
+    names = _out_names(files, [Path(p) for p in paths], out, fingerprint)
     done = failed = skipped = 0
     bar = tqdm(files, desc="explain", unit="image", disable=args.quiet or len(files) == 1)
     for path in bar:
         folder = out / names[path]
-        other = _recorded_source(folder)
-        if other is not None and other != str(path.resolve()):
-            folder = folder.with_name(f"{folder.name}-{_source_tag(path)}")  # the folder holds another picture
-        if not args.force and _done(folder, job, path) and (not sweep or (folder / "summary.png").is_file()):
+        meta = _recorded(folder)
+        if _holds_another(meta, path, fingerprint):
+            with contextlib.suppress(OSError):  # unreadable: load_image reports it below
+                # the folder holds another picture's explanation (an earlier run on other files)
+                folder = folder.with_name(f"{folder.name}-{fingerprint(path)[:8]}")
+            meta = _recorded(folder)
+        finished = meta is not None and meta.get("job") == job and _is_picture(meta, path, fingerprint)
+        if not args.force and finished and (not sweep or (folder / "summary.png").is_file()):
             skipped += 1
             tqdm.write(f"{path.name}: already done -> {folder}", file=sys.stderr)
             continue
@@ -265,7 +339,7 @@ def _explain_pictures(args: argparse.Namespace, sweep: bool) -> int:
                 result = explainer.attribute(
                     x, target, areas=areas, variant=args.variant, seed=args.seed, names=[path.name], contours=args.contours
                 )
-            result = replace(result, meta={"job": job, "source": str(path.resolve())})
+            result = replace(result, meta={"job": job, "source": str(path.resolve()), "source_sha1": fingerprint(path)})
             picture = None
             if not loaded.fixed_input_size:
                 picture = image
@@ -286,16 +360,6 @@ def _explain_pictures(args: argparse.Namespace, sweep: bool) -> int:
     if len(files) > 1:
         print(f"{done} explained, {skipped} already done, {failed} failed -> {out}", file=sys.stderr)
     return 1 if failed else 0
-
-
-def _image_key(path: Path, roots: list[Path]) -> str:
-    for root in roots:
-        if root.is_dir():
-            try:
-                return path.resolve().relative_to(root.resolve()).as_posix()
-            except ValueError:
-                continue
-    return path.name
 
 
 def _explain_to_store(
@@ -402,6 +466,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_speed(args: argparse.Namespace) -> int:
     from .speed import measure_overhead
 
+    _areas(args.area, "--area")
     loaded = _load(args)
     explainer = _explainer(args, loaded)
     if args.compare == "sweep":
@@ -482,7 +547,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         data=Path(args.data),
         methods=methods,
         out=Path(args.out),
-        areas=tuple(args.areas),
+        areas=_areas(args.areas, "--areas"),
         seeds=tuple(args.seeds),
         limit=args.limit,
         stride=args.stride,
@@ -585,8 +650,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except sqlite3.DatabaseError as exc:
-        print(f"error: the result store under {getattr(args, 'out', None) or getattr(args, 'results', '')} is damaged or not a "
-              f"result store ({exc})", file=sys.stderr)  # fmt: skip
+        where = getattr(args, "results", None) or getattr(args, "out", "")
+        if isinstance(exc, sqlite3.OperationalError):  # locked, read-only, disk full: the file itself may be fine
+            print(f"error: cannot use the result store under {where}: {exc}", file=sys.stderr)
+        else:
+            print(f"error: the result store under {where} is damaged or not a result store ({exc})", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

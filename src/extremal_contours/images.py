@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from ._errors import first_line
 
@@ -27,23 +27,27 @@ class ImageError(ValueError):
     """A picture that cannot be used, with a one-line reason."""
 
 
-def find_images(paths: list[str | os.PathLike[str]], exclude: str | os.PathLike[str] | None = None) -> list[Path]:
+def find_images(paths: list[str | os.PathLike[str]]) -> list[Path]:
     """Files given, and the pictures inside folders given (recursively, sorted), each once.
 
-    ``exclude``: a folder whose pictures are left out of folder searches (the output folder, when
-    it lies inside an input folder, holds the results' own PNGs).
+    Folder searches leave out saved explanations (folders holding an ``explanation.json``: an
+    output folder inside an input folder holds the results' own PNGs) and hidden folders (a save in
+    progress is staged in one).
     """
-    skip = Path(exclude).resolve() if exclude is not None else None
-
-    def excluded(p: Path) -> bool:
-        return skip is not None and p.resolve().is_relative_to(skip)
-
     found: list[Path] = []
     seen: set[Path] = set()
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            items = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not excluded(p))
+            results = {p.parent for p in path.rglob("explanation.json")}
+
+            def wanted(p: Path, root: Path = path, results: set[Path] = results) -> bool:
+                if not (p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
+                    return False
+                inner = p.relative_to(root).parts[:-1]
+                return not any(part.startswith(".") for part in inner) and not any(q in results for q in p.parents)
+
+            items = sorted(p for p in path.rglob("*") if wanted(p))
         else:
             items = [path]
         for p in items:
@@ -52,6 +56,18 @@ def find_images(paths: list[str | os.PathLike[str]], exclude: str | os.PathLike[
                 seen.add(key)
                 found.append(p)
     return found
+
+
+#: The turn that makes a picture upright, per EXIF orientation (2-8; 1 is upright already).
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 def as_rgb(image: Image.Image) -> Image.Image:
@@ -133,7 +149,7 @@ def load_image(path: str | os.PathLike[str]) -> tuple[Image.Image, str | None]:
     if orientation not in (2, 3, 4, 5, 6, 7, 8):
         orientation = 1
     if orientation != 1:
-        image = ImageOps.exif_transpose(image)
+        image = image.transpose(_UPRIGHT[orientation])
     rgb, note = _to_rgb(image)
     if orientation != 1:
         note = "; ".join(filter(None, [f"turned upright as its EXIF orientation ({orientation}) says", note]))

@@ -14,7 +14,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -85,10 +84,27 @@ def _number(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _staging_folder(target: Path) -> Path:
+    """A new hidden folder beside ``target`` (made with ``os.mkdir``, so the process's umask applies,
+    unlike ``tempfile.mkdtemp``'s private 0700)."""
+    import secrets
+
+    while True:
+        staging = target.with_name(f".{target.name}.{secrets.token_hex(4)}")
+        try:
+            staging.mkdir()
+            return staging
+        except FileExistsError:
+            continue
+
+
+def _replaceable(folder: Path) -> bool:
+    """``folder`` may be replaced by a save: it is empty or holds a saved explanation (one image's,
+    or one sub-folder per image)."""
+    if (folder / "explanation.json").is_file():
+        return True
+    entries = list(folder.iterdir())
+    return all(e.is_dir() and (e / "explanation.json").is_file() for e in entries)
 
 
 @dataclass(frozen=True)
@@ -354,12 +370,13 @@ class ContourResult:
             raise ValueError(f"{len(originals)} pictures for {self.num_images} images")
         if target.exists() and not target.is_dir():
             raise ValueError(f"cannot save to {target}: it is a file, not a folder")
+        if target.is_dir() and not _replaceable(target):
+            raise ValueError(f"cannot save to {target}: the folder holds other files than a saved explanation")
         if target.parent.exists() and not target.parent.is_dir():
             raise ValueError(f"cannot save to {target}: {target.parent} is a file, not a folder")
         target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        staging = _staging_folder(target)
         try:
-            staging.chmod(0o777 & ~_umask())  # mkdtemp's folder is private (0700); results are not
             for i in range(self.num_images):
                 folder = staging if self.num_images == 1 else staging / _folder_name(self, i)
                 folder.mkdir(exist_ok=True)
@@ -396,16 +413,20 @@ class ContourResult:
         root = Path(directory)
         if (root / "explanation.json").is_file():
             records = [root / "explanation.json"]
-        else:
-            records = sorted(root.glob("*/explanation.json"))
+        else:  # a folder of results, as save() or the command line (sub-folders mirrored) lays them out
+            records = sorted(p for p in root.rglob("explanation.json") if not any(q.startswith(".") for q in p.relative_to(root).parts))
         if not records:
             raise FileNotFoundError(f"no explanation.json in {root} or its sub-folders")
         parts = [_read_record(p) for p in records]
         if len(parts) == 1:
             return parts[0]
-        shapes = {(p.image_size, p.areas) for p in parts}
+        shapes = {(p.image_size, p.areas, p.coeffs.shape, p.history.shape, p.polygons.shape) for p in parts}
         if len(shapes) > 1:
-            raise ValueError(f"the explanations in {root} differ in image size or areas; load each folder on its own")
+            raise ValueError(
+                f"the explanations in {root} differ in image size, areas or settings (harmonics, steps); load each folder on its own"
+            )
+        if any(p.images is None for p in parts):
+            parts = [replace(p, images=None) for p in parts]
         return _concat(parts)
 
 
