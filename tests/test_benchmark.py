@@ -1,4 +1,5 @@
 import csv
+import dataclasses
 import json
 
 import numpy as np
@@ -8,7 +9,7 @@ from PIL import Image
 
 from conftest import TinyNet
 from extremal_contours import metrics as M
-from extremal_contours.benchmark import BenchmarkConfig, run_benchmark, speed_table
+from extremal_contours.benchmark import BenchmarkConfig, BenchmarkMismatch, run_benchmark, speed_table
 from extremal_contours.models import LoadedModel
 
 
@@ -119,6 +120,12 @@ def test_benchmark_faithfulness_columns(dataset, loaded, tmp_path):
     for r in maps:
         assert -1 <= float(r["faithfulness_correlation"]) <= 1
         assert 0 <= float(r["insertion_auc"]) <= 1 and 0 <= float(r["deletion_auc"]) <= 1
+    # Another subset size gives other correlations, and may not continue a folder made with 224.
+    other = BenchmarkConfig(data=dataset, methods=["saliency"], out=tmp_path / "g", limit=2, faithfulness=True, faithfulness_subset=64)
+    run_benchmark(other, loaded, progress=False, log=lambda m: None)
+    assert [r["faithfulness_correlation"] for r in _rows(tmp_path / "g" / "maps.csv")] != [r["faithfulness_correlation"] for r in maps]
+    with pytest.raises(BenchmarkMismatch, match="faithfulness_subset=224"):
+        run_benchmark(dataclasses.replace(other, out=out), loaded, progress=False, log=lambda m: None)
 
 
 def test_random_targets_are_never_the_prediction_and_repeat(dataset, loaded, tmp_path):

@@ -69,6 +69,9 @@ class BenchmarkConfig:
     #: Also compute faithfulness correlation and insertion/deletion AUC (about 170 forward passes
     #: per image and method).
     faithfulness: bool = False
+    #: Pixels per random subset of the faithfulness correlation (Quantus' default 224, about 0.4%
+    #: of a 224 x 224 image; ``docs/BENCHMARKS.md`` section 9g measures larger ones).
+    faithfulness_subset: int = 224
     #: Adversarial-artifact check: explain a seeded random class the model does not predict.
     random_target: bool = False
     #: Where the model's weights came from (a path, ``"random"``, or ``None`` for the model's own):
@@ -328,6 +331,7 @@ def _check_run(out: Path, config: BenchmarkConfig, loaded: LoadedModel, log: Cal
         "weights": config.weights,
         "random_target": bool(config.random_target),
         "resize": config.resize,
+        "faithfulness_subset": config.faithfulness_subset,
     }
     path = out / "run.json"
     if path.is_file():
@@ -514,7 +518,9 @@ def _map_metrics(
         values[name] = list(nan)
     if config.faithfulness:
         device = x.device
-        values["faithfulness_correlation"] = M.faithfulness_correlation(model, x, maps.to(device), classes, seed=seed).tolist()
+        values["faithfulness_correlation"] = M.faithfulness_correlation(
+            model, x, maps.to(device), classes, subset=config.faithfulness_subset, seed=seed
+        ).tolist()
         auc = M.insertion_deletion(model, x, maps.to(device), classes)
         values["insertion_auc"] = auc["insertion"].tolist()
         values["deletion_auc"] = auc["deletion"].tolist()

@@ -542,6 +542,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         options.setdefault(method, {})[name] = _option_value(value)
     if not Path(args.data).is_dir():
         raise UsageError(f"--data {args.data} is not a folder")
+    if args.faithfulness_subset < 2:
+        raise UsageError(f"--faithfulness-subset must be >= 2 pixels, got {args.faithfulness_subset}")
     loaded = _load(args)
     config = BenchmarkConfig(
         data=Path(args.data),
@@ -554,6 +556,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         batch=args.batch,
         options=options,
         faithfulness=args.faithfulness,
+        faithfulness_subset=args.faithfulness_subset,
         random_target=args.random_target,
         weights=_weights_source(args),
     )
@@ -615,6 +618,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--option", action="append", default=[], metavar="METHOD.NAME=VALUE", help="a method option, e.g. contour.iterations=32")
     p.add_argument("--random-target", action="store_true", help="adversarial-artifact check: explain a seeded random class the model does not predict")
     p.add_argument("--faithfulness", action="store_true", help="also faithfulness correlation and insertion/deletion AUC (~170 passes per image and method)")
+    p.add_argument("--faithfulness-subset", type=int, default=224, help="pixels per random subset of the faithfulness correlation (default 224, as Quantus)")
     p.add_argument("--out", default="benchmark", help="output folder (re-running continues)")
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--weights", default=None)
