@@ -74,6 +74,16 @@ def _check_output(out: Any, rows: int) -> Tensor:
     return out
 
 
+def _finite(values: Tensor) -> Tensor:
+    """``values`` (objectives on perturbed images), or a clear error if the model gave NaN or inf."""
+    if not bool(torch.isfinite(values).all()):
+        raise ValueError(
+            "the model's score is NaN or infinite on a perturbed image (the clean images were fine); "
+            "check the model for numerical problems (e.g. half precision) or the learning rates"
+        )
+    return values
+
+
 #: Fewest pixels a region may cover: below this an area has nothing to show.
 MIN_REGION_PIXELS = 16
 
@@ -523,11 +533,6 @@ class ExtremalContour:
             image2 = rows.image.repeat(len(parts))
             cls = classes[image2] if classes is not None else None
             score = score_fn(out, clean[image2], cls).float()
-            if not bool(torch.isfinite(score).all()):
-                raise ValueError(
-                    "the model's score is NaN or infinite on a perturbed image (the clean images were fine); "
-                    "check the model for numerical problems (e.g. half precision) or the learning rates"
-                )
             r = rows.image.shape[0]
             if variant == "preserve":
                 return score, score
@@ -545,7 +550,7 @@ class ExtremalContour:
                     value, _ = objective(part, masks, None)
                     cost["eval_batches"].append(value.shape[0] * copies)
                     values.append(value)
-            return torch.cat(values)
+            return _finite(torch.cat(values))
 
         best_value = torch.full((groups,), -math.inf, device=device)
         best_centre = torch.zeros(groups, m, 2, device=device)
@@ -678,10 +683,9 @@ class ExtremalContour:
                     optimiser.step()
                     with torch.no_grad():
                         centre.copy_(torch.maximum(torch.minimum(centre, bound), -bound))
-                    history[:, step] = (
-                        torch.full((groups,), -math.inf, device=device)
-                        .scatter_reduce(0, rows.group, torch.cat(soft), "amax")
-                        .cpu()
+                    # One copy to the host per step (the history), checked there: no extra sync.
+                    history[:, step] = torch.full((groups,), -math.inf).scatter_reduce(
+                        0, rows.group.cpu(), _finite(torch.cat(soft).float().cpu()), "amax"
                     )
                     if step in check_steps:
                         state = (centre.detach(), raw.detach() * precond, mix.detach())
