@@ -77,10 +77,11 @@ def test_benchmark_rows_summary_consistency_and_resume(dataset, loaded, tmp_path
     floor = json.loads((out / "speed.json").read_text())
     assert floor["forward_backward_s"] > 0 and floor["forward_s"] > 0 and floor["input"] == [3, 32, 32]
     assert "## Speed" in summary and "overhead ratio" in summary
-    # A re-run does nothing more; a bigger run adds only the new work.
+    # A re-run does nothing more (but tries the broken picture again); a bigger run adds only the new work.
+    logs.clear()
     run_benchmark(config, loaded, progress=False, log=logs.append)
     assert len(_rows(out / "per_image.csv")) == len(rows)
-    assert "0 to run" in logs[-1]
+    assert any("5 already done, 1 to run" in line for line in logs) and any("error: broken.png" in line for line in logs)
     config.methods = ["contour", "saliency", "gradcam"]
     run_benchmark(config, loaded, progress=False, log=logs.append)
     assert len(_rows(out / "per_image.csv")) == len(rows) + 5 * 2
@@ -280,3 +281,77 @@ def test_benchmark_scores_the_soft_masks_of_mask_methods(dataset, loaded, tmp_pa
     summary = (out / "summary.md").read_text()
     line = next(ln for ln in summary.splitlines() if ln.startswith("| saliency | 0.1 |"))
     assert line.split("|")[7].strip() == "-"
+
+
+def test_continuing_after_a_cut_row_or_with_more_areas_writes_each_row_once(dataset, loaded, tmp_path):
+    out = tmp_path / "c"
+    config = BenchmarkConfig(data=dataset, methods=["saliency"], out=out, limit=2, areas=(0.1,))
+    run_benchmark(config, loaded, progress=False, log=lambda m: None)
+    text = (out / "per_image.csv").read_text()
+    (out / "per_image.csv").write_text(text[: text.rindex(",0.")])  # killed while writing the last row
+    run_benchmark(config, loaded, progress=False, log=lambda m: None)  # re-runs that picture
+    rows = _rows(out / "per_image.csv")
+    assert sorted(r["image"] for r in rows) == ["0.png", "1.png"] and all(r["preserve_ratio"] for r in rows)
+    run_benchmark(dataclasses.replace(config, areas=(0.1, 0.2)), loaded, progress=False, log=lambda m: None)
+    keys = [(r["image"], r["area"]) for r in _rows(out / "per_image.csv")]
+    assert sorted(keys) == [("0.png", "0.1"), ("0.png", "0.2"), ("1.png", "0.1"), ("1.png", "0.2")]
+    assert len(_rows(out / "maps.csv")) == 2
+
+
+def test_a_label_outside_the_model_is_one_skipped_picture(dataset, loaded, tmp_path):
+    entries = json.loads((dataset / "annotations.json").read_text())
+    entries[1]["label"] = 1000
+    (dataset / "annotations.json").write_text(json.dumps(entries))
+    logs = []
+    run_benchmark(BenchmarkConfig(data=dataset, methods=["saliency"], out=tmp_path / "l", limit=3), loaded, progress=False, log=logs.append)
+    assert sorted(r["image"] for r in _rows(tmp_path / "l" / "per_image.csv")) == ["0.png", "2.png"]
+    assert any("1.png: label 1000 is outside the model's 3 classes" in line for line in logs)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('[{"file": "0.png", "lab', "not valid JSON"),
+        ('{"file": "0.png"}', "expected a list of entries"),
+        ("[3]", "entry 0 is not an object"),
+        ('[{"file": "0.png", "label": "vulture"}]', "label 'vulture' is not a class index"),
+        ('[{"file": "0.png", "label": 3.7}]', "not a whole number"),
+        ('[{"file": "0.png", "boxes": [10, 10, 50, 50]}]', "boxes must be a list of"),
+    ],
+)
+def test_damaged_annotation_files_are_one_line(dataset, tmp_path, text, message, capsys):
+    from extremal_contours.cli import main
+
+    (dataset / "annotations.json").write_text(text)
+    assert main(["benchmark", "--data", str(dataset), "--methods", "saliency", "--model", "test_efficientnet", "--weights", "random",
+                 "--out", str(tmp_path / "o"), "-q"]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[-1] and str(dataset / "annotations.json") in err[-1]
+
+
+def test_pictures_of_the_same_name_in_different_folders_are_told_apart(tmp_path):
+    from extremal_contours.data import open_dataset
+
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        Image.new("RGB", (40, 40)).save(tmp_path / sub / "x.png")
+    entries = [{"file": "a/x.png", "label": 0}, {"file": "b/x.png", "label": 1}, {"file": "a/y.png", "label": 2}]
+    (tmp_path / "annotations.json").write_text(json.dumps(entries))
+    assert [s.name for s in open_dataset(tmp_path)] == ["a/x.png", "b/x.png", "y.png"]
+
+
+def test_benchmark_usage_errors_come_before_the_model_loads(dataset, tmp_path, capsys):
+    from extremal_contours.cli import main
+
+    base = ["benchmark", "--data", str(dataset), "--model", "no_such_model", "--out", str(tmp_path / "o"), "-q"]
+    cases = [
+        (["--seeds", "0", "0"], "--seeds has repeats"),
+        (["--limit", "0"], "--limit must be >= 1"),
+        (["--batch", "0"], "--batch must be >= 1"),
+        (["--methods", "saliency", "--option", "contour.iterations=8"], "'contour' is not among --methods"),
+        (["--methods", "contour", "--option", "contour.foo=1"], "--option contour.*: "),
+        (["--methods", ","], "--methods names no method"),
+    ]
+    for extra, message in cases:
+        assert main([*base, *extra]) == 2
+        assert message in capsys.readouterr().err  # not the unknown model: that would be loaded later

@@ -25,6 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import metrics as M
+from ._errors import first_line
 from .baselines import get_explainer
 from .data import input_mask, open_dataset
 from .images import ImageError, load_image
@@ -83,7 +84,14 @@ def _done_keys(path: Path) -> set[tuple[str, str, str, str]]:
     if not path.is_file():
         return set()
     with path.open(newline="") as handle:
-        return {(r["method"], r["image"], r["area"], r["seed"]) for r in csv.DictReader(handle)}
+        return {(r["method"], r["image"], r["area"], r["seed"]) for r in csv.DictReader(handle) if r.get("preserve_ratio")}
+
+
+def _map_keys(path: Path) -> set[tuple[str, str, str]]:
+    if not path.is_file():
+        return set()
+    with path.open(newline="") as handle:
+        return {(r["method"], r["image"], r["seed"]) for r in csv.DictReader(handle) if r.get("seed")}
 
 
 def _append(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> None:
@@ -144,19 +152,24 @@ def run_benchmark(
     rows_path, iou_path, errors_path = part / "per_image.csv", part / "consistency.csv", part / "errors.csv"
     maps_path = part / "maps.csv"
     fixed = _check_run(out, config, loaded, log)  # every rank, before any row is written
-    dataset = open_dataset(config.data)
+    dataset = open_dataset(config.data)  # DatasetError: a damaged annotation file, one line
     if rank == 0:
         _record_run(out, config, fixed)
     samples = list(dataset)[:: max(1, config.stride)]
     if config.limit is not None:
         samples = samples[: config.limit]
     parts = [out, *sorted(p for p in (out / "shards").glob("rank*") if p.is_dir())] if (out / "shards").is_dir() else [out]
+    if rank == 0:  # a killed run's half-written last rows go before anything reads them
+        for p in parts:
+            for name in ("per_image.csv", "maps.csv", "consistency.csv", "errors.csv"):
+                if (p / name).is_file() and (p / name).stat().st_size:
+                    _drop_partial_line(p / name)
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
     done = set().union(*(_done_keys(p / "per_image.csv") for p in parts))
-    failed = set()
-    for p in parts:
-        if (p / "errors.csv").is_file():
-            with (p / "errors.csv").open(newline="") as handle:
-                failed |= {r["image"] for r in csv.DictReader(handle)}
+    mapped = set().union(*(_map_keys(p / "maps.csv") for p in parts))
 
     def method_done(method: str, name: str) -> bool:
         seeds = config.seeds if method in SEEDED else config.seeds[:1]
@@ -173,7 +186,7 @@ def run_benchmark(
                 options[method].update(seeded)
                 text = ", ".join(f"{k}={v}" for k, v in seeded.items())
                 log(f"{method}: {len(config.seeds)} seeds, so each seed moves the starts ({text}) and run-to-run IoU means something; one seed runs the deterministic default")
-    todo = [s for s in samples if not complete(s.name) and s.name not in failed]
+    todo = [s for s in samples if not complete(s.name)]  # pictures that failed before are tried again
     log(f"{len(samples)} images, {len(samples) - len(todo)} already done, {len(todo)} to run -> {out}" + (f" ({world} processes)" if world > 1 and rank == 0 else ""))
     todo = todo[rank::world]
     model = loaded.model
@@ -190,9 +203,9 @@ def run_benchmark(
                 if sample.boxes:
                     region = torch.from_numpy(input_mask(sample, image.size, lambda im: loaded.resize(im, config.resize)))
                 regions.append(region)
-            except ImageError as exc:
-                _append(errors_path, ["image", "error"], [{"image": sample.name, "error": str(exc)}])
-                log(f"error: {sample.name}: {exc}")
+            except (ImageError, ValueError, TypeError, IndexError) as exc:  # a bad picture or box: skip it
+                _append(errors_path, ["image", "error"], [{"image": sample.name, "error": first_line(exc)}])
+                log(f"error: {sample.name}: {first_line(exc)}")
         if not kept:
             bar.update(len(group))
             continue
@@ -203,6 +216,18 @@ def run_benchmark(
         with torch.no_grad():
             logits = model(x)
             predicted, logits_width = logits.argmax(1), logits.shape[1]
+        bad = [i for i, s in enumerate(kept) if s.label is not None and not 0 <= s.label < logits_width]
+        for i in bad:
+            message = f"label {kept[i].label} is outside the model's {logits_width} classes"
+            _append(errors_path, ["image", "error"], [{"image": kept[i].name, "error": message}])
+            log(f"error: {kept[i].name}: {message}")
+        if bad:
+            keep = [i for i in range(len(kept)) if i not in bad]
+            kept, regions = [kept[i] for i in keep], [regions[i] for i in keep]
+            x, predicted = x[keep], predicted[keep]
+            if not kept:
+                bar.update(len(group))
+                continue
         classes = torch.tensor([s.label if s.label is not None else int(p) for s, p in zip(kept, predicted, strict=True)], device=device)
         if config.random_target:
             classes = torch.tensor([_random_class(s.name, int(p), logits_width) for s, p in zip(kept, predicted, strict=True)], device=device)
@@ -272,6 +297,9 @@ def run_benchmark(
                         {"method": method, "image": s.name, "area": _fmt(area), "runs": len(seeds), "iou": _fmt(float(value[i]))}
                         for i, s in enumerate(run)
                     ]
+        # Rows already written (an area or seed added to a continued folder re-runs the picture): kept once.
+        rows = [r for r in rows if (r["method"], r["image"], r["area"], str(r["seed"])) not in done]
+        map_rows = [r for r in map_rows if (r["method"], r["image"], str(r["seed"])) not in mapped]
         _append(rows_path, FIELDS, rows)
         if map_rows:
             _append(maps_path, MAP_FIELDS, map_rows)
@@ -317,6 +345,10 @@ def model_floor(model: Any, x: torch.Tensor, batch: int = FLOOR_BATCH) -> dict[s
         "device": str(x.device),
         "threads": torch.get_num_threads(),
     }
+
+
+class BenchmarkEmpty(ValueError):
+    """A run that has written no rows at all (every picture failed, or nothing was asked)."""
 
 
 class BenchmarkMismatch(ValueError):
@@ -414,6 +446,10 @@ def speed_table(rows: list[dict[str, str]], floor: dict[str, Any]) -> str:
 
 def _write_summary(out: Path) -> None:
     """``summary.md`` and ``profile.png`` (fidelity against area per method) from the CSVs."""
+    if not (out / "per_image.csv").is_file():
+        errors = out / "errors.csv"
+        why = f"; see {errors}" if errors.is_file() else " (nothing to run, or no method ran)"
+        raise BenchmarkEmpty(f"no results in {out} yet: every picture failed or none was run{why}")
     with (out / "per_image.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     (out / "summary.md").write_text(summarise(out, rows))

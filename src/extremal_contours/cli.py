@@ -1,10 +1,11 @@
-"""The command line: ``extremal-contours explain|speed ...``. Imported by nothing."""
+"""The command line: ``extremal-contours explain|sweep|show|speed|benchmark ...``. Imported by nothing."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import json
+import math
 import os
 import sqlite3
 import sys
@@ -18,6 +19,7 @@ from tqdm.auto import tqdm
 
 from . import __version__, sample_image_path
 from ._errors import first_line
+from .data import DatasetError
 from .explainer import VARIANTS, ExtremalContour
 from .images import ImageError, find_images, load_image
 from .models import DEFAULT_MODEL, LoadedModel, ModelError, load_model
@@ -145,7 +147,7 @@ def _areas(values: Sequence[float], flag: str) -> tuple[float, ...]:
     if any(a < MIN_AREA for a in areas):
         raise UsageError(f"{flag} {min(areas):g} is too small: at least {MIN_AREA:g} (a few pixels of the model's input)")
     if len({f"{a:.4g}" for a in areas}) != len(areas):
-        raise UsageError(f"{flag} values must be distinct, got {', '.join(map(str, areas))}")
+        raise UsageError(f"{flag} values must be distinct to 4 significant digits (result files are named so), got {', '.join(map(str, areas))}")
     return areas
 
 
@@ -286,12 +288,12 @@ def _explain_pictures(args: argparse.Namespace, sweep: bool) -> int:
     files = find_images(paths)
     if not files:
         raise UsageError(f"no pictures found in {', '.join(map(str, paths))}")
-    areas = _areas(args.area, "--area")
+    areas = _areas(args.area, "--areas" if sweep else "--area")
     if args.batch_size < 2:
         raise UsageError(f"--batch-size must be >= 2, got {args.batch_size}")
     if sweep and args.families < 1:
         raise UsageError(f"--families must be >= 1, got {args.families}")
-    if sweep and not args.nesting >= 0:
+    if sweep and not (math.isfinite(args.nesting) and args.nesting >= 0):
         raise UsageError(f"--nesting must be >= 0, got {args.nesting}")
     loaded = _load(args)
     target = _target(args.target, loaded)
@@ -446,10 +448,15 @@ def cmd_show(args: argparse.Namespace) -> int:
     if not rows:
         raise UsageError(f"no stored explanation of {args.image!r}" + (f" at area {args.area}" if args.area is not None else ""))
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
+    targets = {int(r["target"]) for r in rows}
     for row in rows:
         mask = redraw(row)
         tag = f"{Path(row['image']).stem}_area{row['area']:.4g}_seed{int(row['seed'])}"
+        if len(targets) > 1:  # the same picture stored for several classes: one file each
+            tag += f"_target{int(row['target'])}"
         mask_image(mask.numpy()).save(out / f"mask_{tag}.png")
         picture = None
         if row["source"] and Path(row["source"]).is_file():
@@ -467,6 +474,16 @@ def cmd_speed(args: argparse.Namespace) -> int:
     from .speed import measure_overhead
 
     _areas(args.area, "--area")
+    for flag, value in (("--repeats", args.repeats), ("--images", args.images), ("--families", args.families)):
+        if value < 1:
+            raise UsageError(f"{flag} must be >= 1, got {value}")
+    if args.compare == "batching":
+        from .baselines import list_explainers
+
+        if args.method not in list_explainers():
+            raise UsageError(f"unknown method {args.method!r}; choose from {', '.join(list_explainers())}")
+        if not args.data or not Path(args.data).is_dir():
+            raise UsageError(f"--compare batching needs --data DIR (a dataset folder), got {args.data!r}")
     loaded = _load(args)
     explainer = _explainer(args, loaded)
     if args.compare == "sweep":
@@ -492,7 +509,7 @@ def cmd_speed(args: argparse.Namespace) -> int:
             raise UsageError("--compare batching needs --data DIR (a dataset folder)")
         samples = list(open_dataset(args.data))[:: max(1, args.stride)][: args.images]
         x = torch.cat([loaded.preprocess(load_image(s.path)[0], "center") for s in samples])
-        targets = torch.tensor([s.label for s in samples])
+        targets = torch.tensor([s.label for s in samples]) if all(s.label is not None for s in samples) else None
         options: dict[str, Any] = {"progress": False}
         if args.iterations is not None:
             options["iterations"] = args.iterations
@@ -527,9 +544,19 @@ def _weights_source(args: argparse.Namespace) -> str | None:
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from .baselines import list_explainers
-    from .benchmark import BenchmarkConfig, BenchmarkMismatch, run_benchmark
+    from .benchmark import BenchmarkConfig, BenchmarkEmpty, BenchmarkMismatch, run_benchmark
 
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    methods = list(dict.fromkeys(m.strip() for m in args.methods.split(",") if m.strip()))
+    if not methods:
+        raise UsageError("--methods names no method")
+    if len(set(args.seeds)) != len(args.seeds):
+        raise UsageError(f"--seeds has repeats ({' '.join(map(str, args.seeds))}): repeated runs would fake the run-to-run IoU")
+    for flag, value, low in (("--batch", args.batch, 1), ("--stride", args.stride, 1), ("--limit", args.limit, 1)):
+        if value is not None and value < low:
+            raise UsageError(f"{flag} must be >= {low}, got {value}")
+    out_path = Path(args.out)
+    if out_path.exists() and not out_path.is_dir():
+        raise UsageError(f"--out {out_path} is a file, not a folder")
     unknown = [m for m in methods if m not in list_explainers()]
     if unknown:
         raise UsageError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(list_explainers())}")
@@ -539,7 +566,15 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
             raise UsageError(f"--option takes METHOD.NAME=VALUE, got {item!r}")
         key, value = item.split("=", 1)
         method, name = key.split(".", 1)
+        if method not in methods:
+            raise UsageError(f"--option {item!r}: {method!r} is not among --methods ({', '.join(methods)})")
         options.setdefault(method, {})[name] = _option_value(value)
+    for method in ("contour", "contour_map"):
+        if options.get(method):  # the explainer checks its own settings: now, not after the model is timed
+            try:
+                ExtremalContour(torch.nn.Identity(), **options[method])
+            except (TypeError, ValueError) as exc:
+                raise UsageError(f"--option {method}.*: {first_line(exc)}") from exc
     if not Path(args.data).is_dir():
         raise UsageError(f"--data {args.data} is not a folder")
     if args.faithfulness_subset < 2:
@@ -562,7 +597,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     )
     try:
         out = run_benchmark(config, loaded, progress=False if args.quiet else None, log=lambda m: print(m, file=sys.stderr))
-    except (FileNotFoundError, BenchmarkMismatch) as exc:
+    except (FileNotFoundError, BenchmarkMismatch, BenchmarkEmpty, DatasetError) as exc:
         raise UsageError(str(exc)) from exc
     print((out / "summary.md").read_text())
     return 0
@@ -609,8 +644,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("benchmark", help="run methods on a dataset and tabulate fidelity, consistency and cost")
     p.add_argument("--data", required=True, help="dataset folder (annotations.json, LOC_val_solution.csv or VOC)")
-    p.add_argument("--methods", default="contour,extremal_perturbation,gradcam,integrated_gradients,saliency,occlusion,rise")
-    p.add_argument("--areas", type=float, nargs="+", default=[0.1])
+    p.add_argument(
+        "--methods", default="contour,extremal_perturbation,gradcam,integrated_gradients,saliency,occlusion,rise",
+        help="comma-separated: contour, contour_map, extremal_perturbation, gradcam, integrated_gradients, saliency, "
+        "occlusion, rise (default: all but contour_map)",
+    )  # fmt: skip
+    p.add_argument("--areas", type=float, nargs="+", default=[0.1], help="areas of the binary masks (default 0.1)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="several seeds measure run-to-run IoU (the contour then seeds its starts: start_jitter=0.1 unless given)")
     p.add_argument("--limit", type=int, default=None, help="at most this many images")
     p.add_argument("--stride", type=int, default=1, help="take every N-th image")
@@ -620,10 +659,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--faithfulness", action="store_true", help="also faithfulness correlation and insertion/deletion AUC (~170 passes per image and method)")
     p.add_argument("--faithfulness-subset", type=int, default=224, help="pixels per random subset of the faithfulness correlation (default 224, as Quantus)")
     p.add_argument("--out", default="benchmark", help="output folder (re-running continues)")
-    p.add_argument("--model", default=DEFAULT_MODEL)
-    p.add_argument("--weights", default=None)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--quiet", "-q", action="store_true")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default {DEFAULT_MODEL}; torchvision/timm names with --weights)")
+    p.add_argument("--weights", default=None, help="state-dict file for --model ('random': random weights, for testing)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("speed", help="overhead of the explainer over the model's own forward+backward passes")
@@ -650,7 +689,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             os.environ.setdefault("TQDM_DISABLE", "1")
         return int(args.func(args))
-    except (UsageError, ModelError, ImageError) as exc:
+    except (UsageError, ModelError, ImageError, DatasetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except sqlite3.DatabaseError as exc:

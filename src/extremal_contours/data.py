@@ -18,16 +18,65 @@ import json
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ._errors import first_line
 from .images import IMAGE_SUFFIXES
 
-__all__ = ["AnnotatedFolder", "ImageNetVal", "Sample", "VOCDetection", "box_mask", "input_mask", "open_dataset"]
+__all__ = ["AnnotatedFolder", "DatasetError", "ImageNetVal", "Sample", "VOCDetection", "box_mask", "input_mask", "open_dataset"]
+
+
+class DatasetError(ValueError):
+    """An annotation file that cannot be read, with a one-line reason naming it."""
+
+
+def _label(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise DatasetError(f"{where}: label {value!r} is not a class index")
+    try:
+        number = float(value)
+    except ValueError:
+        raise DatasetError(f"{where}: label {value!r} is not a class index") from None
+    if not number.is_integer():
+        raise DatasetError(f"{where}: label {value!r} is not a whole number")
+    return int(number)
+
+
+def _boxes(value: Any, where: str) -> tuple[tuple[float, float, float, float], ...]:
+    if not value:
+        return ()
+    try:
+        boxes = tuple(tuple(float(v) for v in box) for box in value)
+    except (TypeError, ValueError):
+        raise DatasetError(f"{where}: boxes must be a list of [x1, y1, x2, y2], got {value!r}"[:300]) from None
+    if any(len(b) != 4 for b in boxes):
+        raise DatasetError(f"{where}: boxes must be a list of [x1, y1, x2, y2], got {value!r}"[:300])
+    return boxes  # type: ignore[return-value]
+
+
+def _unique_names(samples: list[Sample], root: Path) -> list[Sample]:
+    """Samples whose file names repeat (different folders) are named by their path under ``root``
+    instead: a name is what results are keyed by."""
+    count: dict[str, int] = {}
+    for s in samples:
+        count[s.name] = count.get(s.name, 0) + 1
+    out = []
+    for s in samples:
+        if count[s.name] > 1:
+            try:
+                name = s.path.relative_to(root).as_posix()
+            except ValueError:
+                name = s.path.as_posix()
+            s = replace(s, name=name)
+        out.append(s)
+    return out
 
 
 @dataclass(frozen=True)
@@ -68,24 +117,28 @@ class AnnotatedFolder(_Dataset):
         path = Path(annotations) if annotations else self.root / "annotations.json"
         if not path.is_file():
             raise FileNotFoundError(f"no annotation file {path}")
-        entries = json.loads(path.read_text())
+        try:
+            entries = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise DatasetError(f"{path}: not valid JSON ({first_line(exc)})") from None
         if not isinstance(entries, list):
-            raise ValueError(f"{path}: expected a list of entries")
-        self.samples = []
+            raise DatasetError(f"{path}: expected a list of entries, got a JSON {type(entries).__name__}")
+        samples = []
         for i, entry in enumerate(entries):
-            if "file" not in entry:
-                raise ValueError(f"{path}: entry {i} has no 'file'")
-            boxes = tuple(tuple(float(v) for v in box) for box in entry.get("boxes") or [])
-            self.samples.append(
+            where = f"{path}: entry {i}"
+            if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+                raise DatasetError(f"{where} is not an object with a 'file' name")
+            samples.append(
                 Sample(
                     path=self.root / entry["file"],
                     name=Path(entry["file"]).name,
-                    label=int(entry["label"]) if entry.get("label") is not None else None,
+                    label=_label(entry.get("label"), where),
                     label_name=entry.get("label_name"),
-                    boxes=boxes,  # type: ignore[arg-type]
+                    boxes=_boxes(entry.get("boxes"), where),
                     extra={k: v for k, v in entry.items() if k not in ("file", "label", "label_name", "boxes")},
                 )
             )
+        self.samples = _unique_names(samples, self.root)
 
 
 def _imagenet_synsets() -> list[str]:
@@ -106,18 +159,31 @@ class ImageNetVal(_Dataset):
         index = {s: i for i, s in enumerate(_imagenet_synsets())}
         files = {p.stem: p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES}
         self.samples = []
-        with csv_path.open(newline="") as handle:
-            for row in csv.DictReader(handle):
-                image_id = row["ImageId"]
-                if image_id not in files:
-                    continue
-                parts = row["PredictionString"].split()
-                objects = [parts[i : i + 5] for i in range(0, len(parts), 5)]
-                synset = objects[0][0]
-                boxes = tuple(tuple(float(v) for v in obj[1:]) for obj in objects if obj[0] == synset)
-                self.samples.append(
-                    Sample(path=files[image_id], name=files[image_id].name, label=index.get(synset), label_name=synset, boxes=boxes)  # type: ignore[arg-type]
-                )
+        try:
+            with csv_path.open(newline="", encoding="utf-8") as handle:
+                reader = csv.DictReader(handle)
+                if not {"ImageId", "PredictionString"} <= set(reader.fieldnames or []):
+                    raise DatasetError(f"{csv_path}: expected the columns ImageId,PredictionString, got {reader.fieldnames}")
+                for line, row in enumerate(reader, start=2):
+                    image_id = row["ImageId"]
+                    if image_id not in files:
+                        continue
+                    parts = (row["PredictionString"] or "").split()
+                    objects = [parts[i : i + 5] for i in range(0, len(parts), 5)]
+                    if not objects or any(len(obj) != 5 for obj in objects):
+                        raise DatasetError(f"{csv_path}: line {line}: PredictionString is not 'synset x1 y1 x2 y2 ...'")
+                    synset = objects[0][0]
+                    try:
+                        boxes = tuple(tuple(float(v) for v in obj[1:]) for obj in objects if obj[0] == synset)
+                    except ValueError:
+                        raise DatasetError(f"{csv_path}: line {line}: a box coordinate is not a number") from None
+                    if synset not in index:
+                        raise DatasetError(f"{csv_path}: line {line}: {synset!r} is not an ImageNet synset")
+                    self.samples.append(
+                        Sample(path=files[image_id], name=files[image_id].name, label=index[synset], label_name=synset, boxes=boxes)  # type: ignore[arg-type]
+                    )
+        except UnicodeDecodeError:
+            raise DatasetError(f"{csv_path}: not a UTF-8 text file") from None
         self.samples.sort(key=lambda s: s.name)
 
 
@@ -133,7 +199,10 @@ class VOCDetection(_Dataset):
             raise FileNotFoundError(f"no Annotations/*.xml under {self.root}")
         self.samples = []
         for xml in annotations:
-            tree = ET.parse(xml).getroot()
+            try:
+                tree = ET.parse(xml).getroot()
+            except ET.ParseError as exc:
+                raise DatasetError(f"{xml}: not valid XML ({exc})") from None
             objects = tree.findall("object")
             if not objects:
                 continue
@@ -145,7 +214,10 @@ class VOCDetection(_Dataset):
                 bb = obj.find("bndbox")
                 if bb is None:
                     continue
-                boxes.append(tuple(float(bb.findtext(k) or 0) for k in ("xmin", "ymin", "xmax", "ymax")))
+                try:
+                    boxes.append(tuple(float(bb.findtext(k) or 0) for k in ("xmin", "ymin", "xmax", "ymax")))
+                except ValueError:
+                    raise DatasetError(f"{xml}: a bndbox coordinate is not a number") from None
             filename = tree.findtext("filename") or f"{xml.stem}.jpg"
             self.samples.append(
                 Sample(path=self.root / "JPEGImages" / filename, name=filename, label=None, label_name=name, boxes=tuple(boxes))  # type: ignore[arg-type]
