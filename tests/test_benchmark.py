@@ -202,7 +202,8 @@ def test_benchmark_under_torchrun_matches_one_process(dataset, tmp_path):
     args = ["-m", "extremal_contours", "benchmark", "--data", str(dataset), "--methods", "saliency,contour",
             "--option", "contour.iterations=3", "--option", "contour.starts=1", "--batch", "2",
             "--model", "mobilenet_v3_small", "--weights", "random", "--device", "cpu", "--quiet"]  # fmt: skip
-    subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one")], env=env, capture_output=True, check=True)
+    one = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one")], env=env, capture_output=True, text=True, check=False)
+    assert one.returncode == 1 and "1 picture(s) failed in this run" in one.stderr  # broken.png
     two = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29544", *args, "--out", str(tmp_path / "two")],
         env=env, capture_output=True, text=True, check=False,

@@ -154,7 +154,7 @@ def run_benchmark(
     fixed = _check_run(out, config, loaded, log)  # every rank, before any row is written
     dataset = open_dataset(config.data)  # DatasetError: a damaged annotation file, one line
     if rank == 0:
-        _record_run(out, config, fixed)
+        _record_run(out, config, fixed, str(next(iter(loaded.model.parameters()), torch.empty(0)).device))
     samples = list(dataset)[:: max(1, config.stride)]
     if config.limit is not None:
         samples = samples[: config.limit]
@@ -376,7 +376,7 @@ def _check_run(out: Path, config: BenchmarkConfig, loaded: LoadedModel, log: Cal
     return fixed
 
 
-def _record_run(out: Path, config: BenchmarkConfig, fixed: dict[str, Any]) -> None:
+def _record_run(out: Path, config: BenchmarkConfig, fixed: dict[str, Any], device: str = "cpu") -> None:
     """Append this run's settings and library versions to ``out/run.json`` (a folder continued
     several times records each invocation)."""
     import datetime
@@ -389,7 +389,8 @@ def _record_run(out: Path, config: BenchmarkConfig, fixed: dict[str, Any]) -> No
     record.setdefault("runs", []).append(
         {
             "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "data": str(config.data),
+            "data": str(Path(config.data).resolve()),
+            "device": device,
             "methods": list(config.methods),
             "areas": list(config.areas),
             "seeds": list(config.seeds),

@@ -316,7 +316,7 @@ def _explain_pictures(args: argparse.Namespace, sweep: bool) -> int:
     fingerprint = _Fingerprints()
     names = _out_names(files, [Path(p) for p in paths], out, fingerprint)
     done = failed = skipped = 0
-    bar = tqdm(files, desc="explain", unit="image", disable=args.quiet or len(files) == 1)
+    bar = tqdm(files, desc="sweep" if sweep else "explain", unit="image", disable=args.quiet or len(files) == 1)
     for path in bar:
         folder = out / names[path]
         meta = _recorded(folder)
@@ -595,12 +595,23 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         random_target=args.random_target,
         weights=_weights_source(args),
     )
+    failures: list[str] = []
+
+    def log(message: str) -> None:
+        if message.startswith("error:"):
+            failures.append(message)
+        print(message, file=sys.stderr)
+
     try:
-        out = run_benchmark(config, loaded, progress=False if args.quiet else None, log=lambda m: print(m, file=sys.stderr))
+        out = run_benchmark(config, loaded, progress=False if args.quiet else None, log=log)
     except (FileNotFoundError, BenchmarkMismatch, BenchmarkEmpty, DatasetError) as exc:
         raise UsageError(str(exc)) from exc
     print((out / "summary.md").read_text())
-    return 0
+    if failures:
+        print(f"{len(failures)} picture(s) failed in this run (listed above and in {out / 'errors.csv'})", file=sys.stderr)
+    # Under torchrun a non-zero exit of one process makes torchrun report a crash: there the
+    # failures are only listed.
+    return 1 if failures and "WORLD_SIZE" not in os.environ else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
