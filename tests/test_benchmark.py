@@ -356,3 +356,30 @@ def test_benchmark_usage_errors_come_before_the_model_loads(dataset, tmp_path, c
     for extra, message in cases:
         assert main([*base, *extra]) == 2
         assert message in capsys.readouterr().err  # not the unknown model: that would be loaded later
+
+
+def test_summary_says_when_a_metric_covers_part_of_the_images_and_clips_intervals(dataset, loaded, tmp_path):
+    out = tmp_path / "p"
+    run_benchmark(BenchmarkConfig(data=dataset, methods=["saliency"], out=out, limit=1), loaded, progress=False, log=lambda m: None)
+    config = BenchmarkConfig(data=dataset, methods=["saliency"], out=out, limit=3, faithfulness=True)
+    run_benchmark(config, loaded, progress=False, log=lambda m: None)
+    lines = (out / "summary.md").read_text().splitlines()
+    row = next(i for i, li in enumerate(lines) if li.startswith("| saliency | 3 |") and "n=2" in li)
+    header = [c.strip() for c in lines[row - 2].split("|")[1:-1]]
+    cells = dict(zip(header, (c.strip() for c in lines[row].split("|")[1:-1]), strict=True))
+    assert cells["faithfulness correlation"].endswith("(n=2)") and "(n=" not in cells["relevance mass"]
+    for name in ("relevance mass", "relevance rank", "pointing game", "sparseness", "insertion auc"):
+        lo, hi = (float(v) for v in cells[name].split("[")[1].split("]")[0].split(","))
+        assert 0.0 <= lo <= hi <= 1.0  # an interval stays in the metric's range
+
+
+def test_a_zero_one_score_gets_an_interval_inside_zero_one(tmp_path):
+    from extremal_contours.benchmark import MAP_FIELDS, summarise
+
+    with (tmp_path / "maps.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, MAP_FIELDS, restval="nan")
+        writer.writeheader()
+        writer.writerows({"method": "m", "image": f"{i}", "seed": 0, "pointing_game": i % 2, "complexity": 5} for i in range(2))
+    text = summarise(tmp_path, rows=[])
+    line = next(li for li in text.splitlines() if li.startswith("| m | 2 |"))
+    assert "0.500 [0.000, 1.000]" in line  # not the normal approximation's [-0.480, 1.480]

@@ -567,6 +567,13 @@ def _map_metrics(
     ]
 
 
+#: Ranges of the map metrics: their intervals are clipped to them.
+METRIC_RANGE = {
+    "relevance_mass": (0.0, 1.0), "relevance_rank": (0.0, 1.0), "pointing_game": (0.0, 1.0), "sparseness": (0.0, 1.0),
+    "faithfulness_correlation": (-1.0, 1.0), "insertion_auc": (0.0, 1.0), "deletion_auc": (0.0, 1.0),
+}  # fmt: skip
+
+
 def _interval(values: list[float]) -> tuple[float, float, float]:
     """Mean and a normal-approximation 95% interval of the mean."""
     mean = statistics.fmean(values)
@@ -696,7 +703,12 @@ def summarise(out: Path, rows: list[dict[str, str]] | None = None, random_target
                     cells.append("-")
                     continue
                 mean, lo, hi = _interval(vals)
-                cells.append(f"{mean:.3f} [{lo:.3f}, {hi:.3f}]" if len(vals) > 1 else f"{mean:.3f}")
+                low, high = METRIC_RANGE.get(name, (-math.inf, math.inf))  # a 0/1 score's interval stays in [0, 1]
+                lo, hi = max(lo, low), min(hi, high)
+                cell = f"{mean:.3f} [{lo:.3f}, {hi:.3f}]" if len(vals) > 1 else f"{mean:.3f}"
+                if len(vals) != len(group):  # computed on part of the rows only (e.g. boxes, or --faithfulness added later)
+                    cell += f" (n={len(vals)})"
+                cells.append(cell)
             table.append(f"| {method} | {len({r['image'] for r in group})} | " + " | ".join(cells) + " |")
         text += (
             "\n## Attribution maps (mean [95% CI]; localisation only where boxes exist)\n\n"
