@@ -383,3 +383,11 @@ def test_a_zero_one_score_gets_an_interval_inside_zero_one(tmp_path):
     text = summarise(tmp_path, rows=[])
     line = next(li for li in text.splitlines() if li.startswith("| m | 2 |"))
     assert "0.500 [0.000, 1.000]" in line  # not the normal approximation's [-0.480, 1.480]
+
+
+def test_a_folder_without_rows_binds_no_settings(dataset, loaded, tmp_path):
+    out = tmp_path / "empty"
+    out.mkdir()
+    (out / "run.json").write_text('{"model": "another", "runs": [')  # left by a run that wrote nothing, damaged
+    run_benchmark(BenchmarkConfig(data=dataset, methods=["saliency"], out=out, limit=1), loaded, progress=False, log=lambda m: None)
+    assert json.loads((out / "run.json").read_text())["model"] == "tiny" and len(_rows(out / "per_image.csv")) == 1

@@ -366,8 +366,14 @@ def _check_run(out: Path, config: BenchmarkConfig, loaded: LoadedModel, log: Cal
         "faithfulness_subset": config.faithfulness_subset,
     }
     path = out / "run.json"
-    if path.is_file():
-        record = json.loads(path.read_text())
+    has_rows = any(p.is_file() and p.stat().st_size for p in [out / "per_image.csv", *out.glob("shards/rank*/per_image.csv")])
+    if not has_rows and (out / "speed.json").is_file():
+        (out / "speed.json").unlink(missing_ok=True)  # measured for a run that left no rows: maybe another model; measured again
+    if path.is_file() and has_rows:  # a run that wrote no row (all failed, a bad option) binds nothing
+        try:
+            record = json.loads(path.read_text())
+        except ValueError:
+            raise BenchmarkMismatch(f"{path} is damaged; its settings cannot be checked (remove it to continue, or use another --out)") from None
         for key, value in fixed.items():
             if key in record and record[key] != value:
                 raise BenchmarkMismatch(f"{out} holds rows made with {key}={record[key]!r}, not {value!r}; use another --out")
@@ -384,7 +390,10 @@ def _record_run(out: Path, config: BenchmarkConfig, fixed: dict[str, Any], devic
     from .versions import library_versions
 
     path = out / "run.json"
-    record = json.loads(path.read_text()) if path.is_file() else {}
+    try:
+        record = json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError:  # damaged, and no rows depend on it (_check_run refuses it otherwise)
+        record = {}
     record.update(fixed)
     record.setdefault("runs", []).append(
         {
