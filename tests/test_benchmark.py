@@ -56,8 +56,9 @@ def test_benchmark_rows_summary_consistency_and_resume(dataset, loaded, tmp_path
     assert all(abs(float(r["visible_area"]) - float(r["area"])) < 0.02 for r in rows)
     assert _rows(out / "errors.csv")[0]["image"] == "broken.png"
     assert len(_rows(out / "consistency.csv")) == 5 * 2  # contour only: 2 areas
-    # Two seeds: the contour's seed moves its starts (its default run is deterministic).
+    # Two seeds: the contour's seed moves its starts (its default run is deterministic), as recorded.
     assert any("start_jitter=0.1" in line for line in logs)
+    assert json.loads((out / "run.json").read_text())["runs"][-1]["effective_options"]["contour"]["start_jitter"] == 0.1
     assert any(float(r["iou"]) < 1 for r in _rows(out / "consistency.csv"))
     summary = (out / "summary.md").read_text()
     assert "| contour | 0.1 | 5 |" in summary and "Run-to-run consistency" in summary
@@ -362,7 +363,9 @@ def test_summary_says_when_a_metric_covers_part_of_the_images_and_clips_interval
     out = tmp_path / "p"
     run_benchmark(BenchmarkConfig(data=dataset, methods=["saliency"], out=out, limit=1), loaded, progress=False, log=lambda m: None)
     config = BenchmarkConfig(data=dataset, methods=["saliency"], out=out, limit=3, faithfulness=True)
-    run_benchmark(config, loaded, progress=False, log=lambda m: None)
+    logs = []
+    run_benchmark(config, loaded, progress=False, log=logs.append)
+    assert any("1 rows of maps.csv were made without --faithfulness" in li for li in logs)
     lines = (out / "summary.md").read_text().splitlines()
     row = next(i for i, li in enumerate(lines) if li.startswith("| saliency | 3 |") and "n=2" in li)
     header = [c.strip() for c in lines[row - 2].split("|")[1:-1]]

@@ -186,6 +186,16 @@ def run_benchmark(
                 options[method].update(seeded)
                 text = ", ".join(f"{k}={v}" for k, v in seeded.items())
                 log(f"{method}: {len(config.seeds)} seeds, so each seed moves the starts ({text}) and run-to-run IoU means something; one seed runs the deterministic default")
+    if rank == 0 and any(options[m] != dict(config.options.get(m, {})) for m in config.methods):
+        record = json.loads((out / "run.json").read_text())
+        record["runs"][-1]["effective_options"] = options  # what the methods really ran with
+        _write_json(out / "run.json", record)
+    if config.faithfulness and rank == 0:
+        without = [r for p in parts if (p / "maps.csv").is_file() for r in csv.DictReader((p / "maps.csv").open(newline=""))
+                   if r.get("faithfulness_correlation") in ("", "nan")]  # fmt: skip
+        if without:
+            log(f"note: {len(without)} rows of maps.csv were made without --faithfulness and keep no faithfulness values "
+                "(the summary says n=...); use another --out to compute them for every picture")  # fmt: skip
     todo = [s for s in samples if not complete(s.name)]  # pictures that failed before are tried again
     log(f"{len(samples)} images, {len(samples) - len(todo)} already done, {len(todo)} to run -> {out}" + (f" ({world} processes)" if world > 1 and rank == 0 else ""))
     todo = todo[rank::world]
