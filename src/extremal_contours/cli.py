@@ -23,6 +23,7 @@ from .data import DatasetError
 from .explainer import VARIANTS, ExtremalContour
 from .images import ImageError, find_images, load_image
 from .models import DEFAULT_MODEL, LoadedModel, ModelError, load_model
+from .result import _area_tag
 from .sweep import DEFAULT_AREAS
 from .targets import SCORES, describe
 
@@ -146,7 +147,7 @@ def _areas(values: Sequence[float], flag: str) -> tuple[float, ...]:
         raise UsageError(f"{flag} takes fractions in (0, 1), got {', '.join(map(str, areas))}")
     if any(a < MIN_AREA for a in areas):
         raise UsageError(f"{flag} {min(areas):g} is too small: at least {MIN_AREA:g} (a few pixels of the model's input)")
-    if len({f"{a:.4g}" for a in areas}) != len(areas):
+    if len({_area_tag(a) for a in areas}) != len(areas):
         raise UsageError(f"{flag} values must be distinct to 4 significant digits (result files are named so), got {', '.join(map(str, areas))}")
     return areas
 

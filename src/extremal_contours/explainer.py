@@ -23,7 +23,7 @@ from . import contour as C
 from ._errors import first_line
 from ._layout import ModelCall, wants_channels_last
 from .perturbation import Perturbation
-from .result import ContourParts, ContourResult, _pad_slots, _single_parts, display_images
+from .result import ContourParts, ContourResult, _area_tag, _pad_slots, _single_parts, display_images
 from .sweep import DEFAULT_AREAS
 from .targets import ScoreFn, as_score, describe, needs_class, probabilities
 from .versions import library_versions
@@ -98,7 +98,7 @@ def _check_areas(areas: Any, height: int, width: int) -> tuple[float, ...]:
         raise TypeError(f"areas must be a sequence of fractions in (0, 1), got {areas!r}") from None
     if not values or any(not (0.0 < a < 1.0) for a in values):
         raise ValueError(f"areas must be fractions in (0, 1), got {values}")
-    tags = [f"{a:.4g}" for a in values]  # as the saved files name them
+    tags = [_area_tag(a) for a in values]  # the saved files' names
     if len(set(tags)) != len(tags):
         raise ValueError(f"areas must be distinct (to 4 significant digits), got {values}")
     small = [a for a in values if a * height * width < MIN_REGION_PIXELS]
