@@ -184,12 +184,13 @@ def test_benchmark_folder_records_runs_and_refuses_other_targets(dataset, loaded
 
 
 def test_benchmark_append_survives_empty_and_half_written_files(tmp_path):
-    from extremal_contours.benchmark import _append
+    from extremal_contours.benchmark import _append, _drop_partial_line
 
     path = tmp_path / "rows.csv"
     path.write_text("")  # a run killed right after creating the file
     _append(path, ["a", "b"], [{"a": 1, "b": 2}])
-    path.write_text(path.read_text() + "3,")  # ... or in the middle of a row
+    path.write_text(path.read_text() + "3,")  # ... or in the middle of a row: cut when the next run starts
+    _drop_partial_line(path)
     _append(path, ["a", "b"], [{"a": 5, "b": 6}])
     assert _rows(path) == [{"a": "1", "b": "2"}, {"a": "5", "b": "6"}]
 

@@ -196,6 +196,9 @@ def test_out_file_and_duplicate_areas_are_usage_errors(tmp_path, capsys):
     assert "--batch-size must be >= 2" in capsys.readouterr().err
     assert main(["speed", "--area", "0.1", "0.1", *RANDOM]) == 2
     assert "--area values must be distinct" in capsys.readouterr().err
+    assert main(["speed", "--batch-size", "1", *RANDOM]) == 2
+    err = capsys.readouterr().err
+    assert "--batch-size must be >= 2" in err and "random weights" not in err  # refused before the model loads
     assert main(["explain", str(tmp_path / "p.png"), "--num-classes", "10", "--out", str(tmp_path / "o"), *RANDOM[:2], *RANDOM[4:]]) == 2
     assert "--num-classes describes the head of --weights" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

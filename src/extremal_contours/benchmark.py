@@ -10,6 +10,7 @@ interval per metric).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -80,24 +81,18 @@ class BenchmarkConfig:
     weights: str | None = None
 
 
-def _done_keys(path: Path) -> set[tuple[str, str, str, str]]:
+def _read_rows(path: Path) -> list[dict[str, str]]:
     if not path.is_file():
-        return set()
+        return []
     with path.open(newline="") as handle:
-        return {(r["method"], r["image"], r["area"], r["seed"]) for r in csv.DictReader(handle) if r.get("preserve_ratio")}
-
-
-def _map_keys(path: Path) -> set[tuple[str, str, str]]:
-    if not path.is_file():
-        return set()
-    with path.open(newline="") as handle:
-        return {(r["method"], r["image"], r["seed"]) for r in csv.DictReader(handle) if r.get("seed")}
+        return list(csv.DictReader(handle))
 
 
 def _append(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> None:
+    """Append rows to a CSV (made with ``fields`` as header when new). A run cuts a killed run's
+    half-written last line at its start (``_drop_partial_line``), before anything appends."""
     new = not path.is_file() or path.stat().st_size == 0
     if not new:
-        _drop_partial_line(path)
         with path.open(newline="") as handle:
             have = next(csv.reader(handle), None) or []
         missing = [f for f in fields if f not in have]
@@ -114,13 +109,19 @@ def _append(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> None:
 
 def _widen(path: Path, fields: list[str]) -> None:
     """Rewrite a CSV with more columns (empty in its existing rows), atomically."""
-    with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=fields, restval="")
+    writer.writeheader()
+    writer.writerows(_read_rows(path))
+    _write_atomically(path, text.getvalue())
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file beside it, so that a killed run leaves
+    either the old file or the new one."""
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
+        handle.write(text)
     os.replace(tmp, path)
 
 
@@ -168,8 +169,9 @@ def run_benchmark(
         import torch.distributed as dist
 
         dist.barrier()
-    done = set().union(*(_done_keys(p / "per_image.csv") for p in parts))
-    mapped = set().union(*(_map_keys(p / "maps.csv") for p in parts))
+    done = {(r["method"], r["image"], r["area"], r["seed"]) for p in parts for r in _read_rows(p / "per_image.csv") if r.get("preserve_ratio")}
+    old_maps = [r for p in parts for r in _read_rows(p / "maps.csv") if r.get("seed")]
+    mapped = {(r["method"], r["image"], r["seed"]) for r in old_maps}
 
     def method_done(method: str, name: str) -> bool:
         seeds = config.seeds if method in SEEDED else config.seeds[:1]
@@ -191,11 +193,14 @@ def run_benchmark(
         record["runs"][-1]["effective_options"] = options  # what the methods really ran with
         _write_json(out / "run.json", record)
     if config.faithfulness and rank == 0:
-        without = [r for p in parts if (p / "maps.csv").is_file() for r in csv.DictReader((p / "maps.csv").open(newline=""))
-                   if r.get("faithfulness_correlation") in ("", "nan")]  # fmt: skip
+        without = [r for r in old_maps if r.get("faithfulness_correlation") in ("", "nan")]
         if without:
             log(f"note: {len(without)} rows of maps.csv were made without --faithfulness and keep no faithfulness values "
                 "(the summary says n=...); use another --out to compute them for every picture")  # fmt: skip
+    def skip(name: str, message: str) -> None:  # a bad picture, box or label: recorded, and the run goes on
+        _append(errors_path, ["image", "error"], [{"image": name, "error": message}])
+        log(f"error: {name}: {message}")
+
     todo = [s for s in samples if not complete(s.name)]  # pictures that failed before are tried again
     log(f"{len(samples)} images, {len(samples) - len(todo)} already done, {len(todo)} to run -> {out}" + (f" ({world} processes)" if world > 1 and rank == 0 else ""))
     todo = todo[rank::world]
@@ -214,8 +219,7 @@ def run_benchmark(
                     region = torch.from_numpy(input_mask(sample, image.size, lambda im: loaded.resize(im, config.resize)))
                 regions.append(region)
             except (ImageError, ValueError, TypeError, IndexError) as exc:  # a bad picture or box: skip it
-                _append(errors_path, ["image", "error"], [{"image": sample.name, "error": first_line(exc)}])
-                log(f"error: {sample.name}: {first_line(exc)}")
+                skip(sample.name, first_line(exc))
         if not kept:
             bar.update(len(group))
             continue
@@ -228,9 +232,7 @@ def run_benchmark(
             predicted, logits_width = logits.argmax(1), logits.shape[1]
         bad = [i for i, s in enumerate(kept) if s.label is not None and not 0 <= s.label < logits_width]
         for i in bad:
-            message = f"label {kept[i].label} is outside the model's {logits_width} classes"
-            _append(errors_path, ["image", "error"], [{"image": kept[i].name, "error": message}])
-            log(f"error: {kept[i].name}: {message}")
+            skip(kept[i].name, f"label {kept[i].label} is outside the model's {logits_width} classes")
         if bad:
             keep = [i for i in range(len(kept)) if i not in bad]
             kept, regions = [kept[i] for i in keep], [regions[i] for i in keep]
@@ -426,9 +428,7 @@ def _record_run(out: Path, config: BenchmarkConfig, fixed: dict[str, Any], devic
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str))
-    tmp.replace(path)
+    _write_atomically(path, json.dumps(data, indent=1, default=str))
 
 
 def speed_table(rows: list[dict[str, str]], floor: dict[str, Any]) -> str:

@@ -104,6 +104,11 @@ def _contours(value: str) -> int | str:
     return count
 
 
+def _at_least(flag: str, value: int, low: int) -> None:
+    if value < low:
+        raise UsageError(f"{flag} must be >= {low}, got {value}")
+
+
 def _explainer(args: argparse.Namespace, loaded: LoadedModel, show_steps: bool = False) -> ExtremalContour:
     """The explainer of the command line's settings; ``show_steps``: its own progress bar (on a
     terminal), for a single picture, where there is no bar over pictures."""
@@ -111,8 +116,6 @@ def _explainer(args: argparse.Namespace, loaded: LoadedModel, show_steps: bool =
     for name in ("harmonics", "iterations", "starts", "start_jitter"):
         if getattr(args, name, None) is not None:
             options[name] = getattr(args, name)
-    if args.batch_size < 2:
-        raise UsageError(f"--batch-size must be >= 2, got {args.batch_size}")
     try:
         return ExtremalContour(
             loaded.model,
@@ -133,8 +136,8 @@ def _load(args: argparse.Namespace) -> LoadedModel:
     if args.weights == "random":
         print("warning: random weights; the explanations mean nothing", file=sys.stderr)
     num_classes = getattr(args, "num_classes", None)
-    if num_classes is not None and num_classes < 1:
-        raise UsageError(f"--num-classes must be >= 1, got {num_classes}")
+    if num_classes is not None:
+        _at_least("--num-classes", num_classes, 1)
     if num_classes is not None and not args.weights:
         raise UsageError("--num-classes describes the head of --weights; give both")
     return load_model(args.model, args.weights, device=device, num_classes=num_classes)
@@ -290,10 +293,9 @@ def _explain_pictures(args: argparse.Namespace, sweep: bool) -> int:
     if not files:
         raise UsageError(f"no pictures found in {', '.join(map(str, paths))}")
     areas = _areas(args.area, "--areas" if sweep else "--area")
-    if args.batch_size < 2:
-        raise UsageError(f"--batch-size must be >= 2, got {args.batch_size}")
-    if sweep and args.families < 1:
-        raise UsageError(f"--families must be >= 1, got {args.families}")
+    _at_least("--batch-size", args.batch_size, 2)
+    if sweep:
+        _at_least("--families", args.families, 1)
     if sweep and not (math.isfinite(args.nesting) and args.nesting >= 0):
         raise UsageError(f"--nesting must be >= 0, got {args.nesting}")
     loaded = _load(args)
@@ -476,8 +478,8 @@ def cmd_speed(args: argparse.Namespace) -> int:
 
     _areas(args.area, "--area")
     for flag, value in (("--repeats", args.repeats), ("--images", args.images), ("--families", args.families)):
-        if value < 1:
-            raise UsageError(f"{flag} must be >= 1, got {value}")
+        _at_least(flag, value, 1)
+    _at_least("--batch-size", args.batch_size, 2)
     if args.compare == "batching":
         from .baselines import list_explainers
 
@@ -553,8 +555,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     if len(set(args.seeds)) != len(args.seeds):
         raise UsageError(f"--seeds has repeats ({' '.join(map(str, args.seeds))}): repeated runs would fake the run-to-run IoU")
     for flag, value, low in (("--batch", args.batch, 1), ("--stride", args.stride, 1), ("--limit", args.limit, 1)):
-        if value is not None and value < low:
-            raise UsageError(f"{flag} must be >= {low}, got {value}")
+        if value is not None:
+            _at_least(flag, value, low)
     out_path = Path(args.out)
     if out_path.exists() and not out_path.is_dir():
         raise UsageError(f"--out {out_path} is a file, not a folder")
