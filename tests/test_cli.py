@@ -234,3 +234,15 @@ def test_class_names_exact_match_first_then_ambiguity_is_an_error(capsys):
     assert _target("cardigan", loaded) == 474 and _target("Cardigan", loaded) == 264
     with pytest.raises(Exception, match=r"names several classes: 264 .*474"):
         _target("CARDIGAN", loaded)
+
+
+def test_precision_option_is_recorded_and_counts_as_a_setting(tmp_path, capsys):
+    _picture(tmp_path / "p.png", 3)
+    out = tmp_path / "o"
+    assert main(["explain", str(tmp_path / "p.png"), "--precision", "bfloat16", "--out", str(out), *RANDOM]) == 0
+    record = json.loads((out / "p" / "explanation.json").read_text())
+    assert record["settings"]["precision"] == "bfloat16"
+    capsys.readouterr()
+    assert main(["explain", str(tmp_path / "p.png"), "--out", str(out), *RANDOM]) == 0  # float32: not the same job
+    assert "already done" not in capsys.readouterr().err
+    assert json.loads((out / "p" / "explanation.json").read_text())["settings"]["precision"] == "float32"

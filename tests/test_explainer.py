@@ -353,3 +353,43 @@ def test_works_when_called_under_inference_mode(tiny, images):
         got = explainer.attribute(x, target=1)
     torch.testing.assert_close(got.masks, expected.masks)
     torch.testing.assert_close(got.centre, expected.centre)
+
+
+class _DtypeSpy(nn.Module):
+    """TinyNet that records the dtype its first convolution computes in, per call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = TinyNet(seed=2).eval()
+        self.seen: list[tuple[torch.dtype, bool]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append((self.net.features[0](x).dtype, torch.is_grad_enabled()))
+        return self.net(x)
+
+
+def test_bfloat16_precision_optimises_in_bfloat16_and_reports_float32_scores(images):
+    spy = _DtypeSpy()
+    result = ExtremalContour(spy, precision="bfloat16", **FAST).attribute(images, target=[1, 3], areas=(0.1,))
+    with_grad = {dtype for dtype, grad in spy.seen if grad}
+    assert with_grad == {torch.bfloat16}  # every optimisation step ran under autocast
+    assert (torch.float32, False) in spy.seen  # the clean and final scores did not
+    assert next(spy.parameters()).dtype == torch.float32
+    assert result.settings["precision"] == "bfloat16"
+    assert (result.masks.float().mean((2, 3, 4)) - 0.1).abs().max() < 0.01
+    # The reported preserve probability is the float32 model's on the binary mask.
+    keep = Perturbation(images, "blur")(result.masks[:, 0].float(), torch.arange(2))
+    with torch.no_grad():
+        p = spy.net(keep).softmax(1)[torch.arange(2), result.classes]
+    torch.testing.assert_close(result.preserve_probability[:, 0], p, rtol=1e-4, atol=1e-6)
+
+
+def test_default_precision_is_float32_without_autocast(images):
+    spy = _DtypeSpy()
+    result = ExtremalContour(spy, **FAST).attribute(images, target=0)
+    assert {dtype for dtype, _ in spy.seen} == {torch.float32} and result.settings["precision"] == "float32"
+
+
+def test_unknown_precision_is_refused():
+    with pytest.raises(ValueError, match="precision must be one of float32, bfloat16, got 'float16'"):
+        ExtremalContour(TinyNet(), precision="float16")

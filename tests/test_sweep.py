@@ -115,3 +115,13 @@ def test_speed_comparisons_report_both_sides():
     assert calls == [3, 1, 1, 1] and out["ratio"] > 0
     out = compare_sweep(explainer, x[:1], 0, (0.1, 0.3))
     assert out["areas"] == 2 and out["sweep_s"] > 0 and out["separate_s"] > 0
+
+
+def test_overhead_report_times_the_model_in_the_explainers_precision():
+    from extremal_contours.speed import measure_overhead
+
+    model = TinyNet(seed=1).eval()
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    report = measure_overhead(ExtremalContour(model, iterations=4, starts=1, scan=2, precision="bfloat16", progress=False), x, repeats=1)
+    assert "precision: bfloat16" in report.text() and report.settings["precision"] == "bfloat16"
+    assert report.steps == 4 and report.wall[0] > 0 and report.model_time[0] > 0 and report.plain_step_time[0] > 0

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from . import __version__, sample_image_path
 from ._errors import first_line
 from .data import DatasetError
-from .explainer import VARIANTS, ExtremalContour
+from .explainer import PRECISIONS, VARIANTS, ExtremalContour
 from .images import ImageError, find_images, load_image
 from .models import DEFAULT_MODEL, LoadedModel, ModelError, load_model
 from .result import _area_tag
@@ -88,6 +88,11 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("--score", default="logit", choices=[s for s in SCORES if s != "similarity"], help="what the region keeps")
     p.add_argument("--batch-size", type=int, default=32, help="most images per forward pass (memory bound)")
+    p.add_argument(
+        "--precision", default=None, choices=list(PRECISIONS),
+        help="the model's precision while optimising (default float32; bfloat16 is faster where the hardware has it, "
+        "the reported scores stay float32)",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed of --start-jitter (default 0; without it the result is the same for every seed)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
@@ -113,7 +118,7 @@ def _explainer(args: argparse.Namespace, loaded: LoadedModel, show_steps: bool =
     """The explainer of the command line's settings; ``show_steps``: its own progress bar (on a
     terminal), for a single picture, where there is no bar over pictures."""
     options: dict[str, Any] = {}
-    for name in ("harmonics", "iterations", "starts", "start_jitter"):
+    for name in ("harmonics", "iterations", "starts", "start_jitter", "precision"):
         if getattr(args, name, None) is not None:
             options[name] = getattr(args, name)
     try:

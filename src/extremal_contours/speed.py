@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from ._layout import wants_channels_last
-from .explainer import ExtremalContour, _eval_mode, _nullcontext
+from .explainer import PRECISIONS, ExtremalContour, _eval_mode, _nullcontext
 
 __all__ = ["OverheadReport", "compare_batching", "compare_sweep", "measure_overhead", "time_passes"]
 
@@ -30,12 +30,19 @@ def _sync(device: torch.device) -> None:
 
 
 def time_passes(
-    model: torch.nn.Module, x: Tensor, batch: int, backward: bool, repeats: int = 3, channels_last: bool = False
+    model: torch.nn.Module,
+    x: Tensor,
+    batch: int,
+    backward: bool,
+    repeats: int = 3,
+    channels_last: bool = False,
+    autocast: torch.dtype | None = None,
 ) -> float:
     """Median seconds of one forward (+ backward to the input) of a batch of ``batch`` inputs like the
     explainer's: ``x[:1]`` blurred outside random discs of area 0.1 (each row different; on CPU the
     model is measurably faster on identical copies of one clean image than on such a batch), in the
-    channels-last layout if ``channels_last`` (as the explainer feeds it)."""
+    channels-last layout if ``channels_last`` (as the explainer feeds it), under autocast to
+    ``autocast`` if given (the explainer's ``precision``)."""
     device = x.device
     inp = _typical_inputs(x[:1], batch)
     if channels_last:
@@ -44,13 +51,14 @@ def time_passes(
     for _ in range(repeats + 1):  # the first run warms up
         _sync(device)
         start = time.perf_counter()
-        if backward:
-            leaf = inp.clone().requires_grad_()
-            out = model(leaf)
-            torch.autograd.grad(out[:, 0].sum(), [leaf])
-        else:
-            with torch.no_grad():
-                model(inp)
+        with torch.autocast(device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+            if backward:
+                leaf = inp.clone().requires_grad_()
+                out = model(leaf)
+                torch.autograd.grad(out[:, 0].float().sum(), [leaf])
+            else:
+                with torch.no_grad():
+                    model(inp)
         _sync(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times[1:])
@@ -98,23 +106,24 @@ class OverheadReport:
 
     @property
     def plain_ratio(self) -> float:
-        """Median of wall / (the steps' forward+backward passes in the plain contiguous layout, as a
-        user would run the model); below 1 where the explainer's layout beats that floor."""
+        """Median of wall / (the steps' forward+backward passes in the plain contiguous layout and
+        float32, as a user would run the model); below 1 where the explainer's layout or precision
+        beats that floor."""
         return statistics.median(w / s for w, s in zip(self.wall, self.plain_step_time, strict=True))
 
     def text(self) -> str:
         layout = "channels-last" if self.channels_last else "contiguous"
         return "\n".join(
             [
-                f"device: {self.device}; model inputs: {layout}",
+                f"device: {self.device}; model inputs: {layout}; precision: {self.settings.get('precision', 'float32')}",
                 f"steps: {self.steps}; images through forward+backward: {self.forward_backward}; forward only: {self.forward}",
                 f"attribute wall time (s): {', '.join(f'{w:.2f}' for w in self.wall)}",
                 f"model time, all passes (s): {', '.join(f'{m:.2f}' for m in self.model_time)}",
                 f"model time, forward+backward steps only (s): {', '.join(f'{s:.2f}' for s in self.step_time)}",
                 f"overhead ratio (wall / all model passes): {self.ratio:.3f}",
                 f"overhead ratio (wall / forward+backward steps only): {self.step_ratio:.3f}",
-                f"model time, forward+backward steps, contiguous inputs (s): {', '.join(f'{s:.2f}' for s in self.plain_step_time)}",
-                f"wall / forward+backward steps with contiguous inputs: {self.plain_ratio:.3f}",
+                f"model time, forward+backward steps, contiguous float32 inputs (s): {', '.join(f'{s:.2f}' for s in self.plain_step_time)}",
+                f"wall / forward+backward steps with contiguous float32 inputs: {self.plain_ratio:.3f}",
             ]
         )
 
@@ -127,6 +136,7 @@ def measure_overhead(
     device = next(iter(model.parameters())).device if isinstance(model, torch.nn.Module) else x.device
     x = x.to(device)
     layout = wants_channels_last(explainer.channels_last, device)
+    low = PRECISIONS[explainer.precision]
     explainer.attribute(x, target, areas=areas)  # warm-up
     wall, model_time, step_time, plain_step_time = [], [], [], []
     result = None
@@ -139,9 +149,10 @@ def measure_overhead(
         steps = Counter(result.cost["step_batches"])
         evals = Counter(result.cost["eval_batches"])
         with _eval_mode(model) if isinstance(model, torch.nn.Module) else _nullcontext():
-            fb = sum(n * time_passes(model, x, b, True, channels_last=layout) for b, n in steps.items())
-            f = sum(n * time_passes(model, x, b, False, channels_last=layout) for b, n in evals.items())
-            plain = fb if not layout else sum(n * time_passes(model, x, b, True) for b, n in steps.items())
+            fb = sum(n * time_passes(model, x, b, True, channels_last=layout, autocast=low) for b, n in steps.items())
+            # Forward-only passes all in the explainer's precision (its few float32 ones, the clean and final scores, too).
+            f = sum(n * time_passes(model, x, b, False, channels_last=layout, autocast=low) for b, n in evals.items())
+            plain = fb if not (layout or low) else sum(n * time_passes(model, x, b, True) for b, n in steps.items())
         step_time.append(fb)
         plain_step_time.append(plain)
         model_time.append(fb + f)
