@@ -23,7 +23,7 @@ from .data import DatasetError
 from .explainer import PRECISIONS, VARIANTS, ExtremalContour
 from .images import ImageError, find_images, load_image
 from .models import DEFAULT_MODEL, LoadedModel, ModelError, load_model
-from .result import _area_tag
+from .result import _area_tag, comparable_settings
 from .sweep import DEFAULT_AREAS
 from .targets import SCORES, describe
 
@@ -195,6 +195,14 @@ def _recorded(folder: Path) -> dict[str, Any] | None:
     return meta if isinstance(meta, dict) else None
 
 
+def _same_job(saved: Any, job: dict[str, Any]) -> bool:
+    """Whether a saved result's job is ``job`` (settings added since it was saved, at the value it
+    ran with, do not count as a difference)."""
+    if not isinstance(saved, dict) or not isinstance(saved.get("settings"), dict):
+        return False
+    return {**saved, "settings": comparable_settings(saved["settings"])} == {**job, "settings": comparable_settings(job["settings"])}
+
+
 def _is_picture(meta: dict[str, Any], path: Path, fingerprint: _Fingerprints) -> bool:
     """``meta`` was saved for this picture: the same bytes (or, for results saved before
     fingerprints were recorded, the same path)."""
@@ -333,7 +341,7 @@ def _explain_pictures(args: argparse.Namespace, sweep: bool) -> int:
                 # the folder holds another picture's explanation (an earlier run on other files)
                 folder = folder.with_name(f"{folder.name}-{fingerprint(path)[:8]}")
             meta = _recorded(folder)
-        finished = meta is not None and meta.get("job") == job and _is_picture(meta, path, fingerprint)
+        finished = meta is not None and _same_job(meta.get("job"), job) and _is_picture(meta, path, fingerprint)
         if not args.force and finished and (not sweep or (folder / "summary.png").is_file()):
             skipped += 1
             tqdm.write(f"{path.name}: already done -> {folder}", file=sys.stderr)

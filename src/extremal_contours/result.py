@@ -59,6 +59,18 @@ def display_images(x: Tensor, mean: Sequence[float] | None, std: Sequence[float]
     return (x.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
+# Explainer settings added after results were first saved, each with the value those results ran with.
+# A result saved without one ran with that value, so settings are compared with it left out there.
+SETTINGS_ADDED: dict[str, Any] = {"precision": "float32"}
+
+
+def comparable_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` without the added settings at their old values (see ``SETTINGS_ADDED``): the
+    form in which settings are compared and hashed, so that a result saved by an earlier version
+    with the same behaviour still counts as done."""
+    return {k: v for k, v in settings.items() if k not in SETTINGS_ADDED or SETTINGS_ADDED[k] != v}
+
+
 def _area_tag(area: float) -> str:
     return f"area{area:.4g}"
 
