@@ -199,6 +199,9 @@ def test_out_file_and_duplicate_areas_are_usage_errors(tmp_path, capsys):
     assert main(["speed", "--batch-size", "1", *RANDOM]) == 2
     err = capsys.readouterr().err
     assert "--batch-size must be >= 2" in err and "random weights" not in err  # refused before the model loads
+    assert main(["speed", "--compare", "batching", "--data", str(tmp_path), "--method", "saliency", "--precision", "bfloat16", *RANDOM]) == 2
+    err = capsys.readouterr().err
+    assert "--precision is an option of the contour methods, not of saliency" in err and "random weights" not in err
     assert main(["explain", str(tmp_path / "p.png"), "--num-classes", "10", "--out", str(tmp_path / "o"), *RANDOM[:2], *RANDOM[4:]]) == 2
     assert "--num-classes describes the head of --weights" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

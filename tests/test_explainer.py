@@ -393,3 +393,14 @@ def test_default_precision_is_float32_without_autocast(images):
 def test_unknown_precision_is_refused():
     with pytest.raises(ValueError, match="precision must be one of float32, bfloat16, got 'float16'"):
         ExtremalContour(TinyNet(), precision="float16")
+
+
+def test_a_callers_autocast_leaves_the_reported_scores_in_float32(images):
+    spy = _DtypeSpy()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        result = ExtremalContour(spy, **FAST).attribute(images, target=[1, 3], areas=(0.1,))
+    assert {dtype for dtype, grad in spy.seen if grad} == {torch.bfloat16}  # the caller's choice for the steps
+    keep = Perturbation(images, "blur")(result.masks[:, 0].float(), torch.arange(2))
+    with torch.no_grad():
+        p = spy.net(keep).softmax(1)[torch.arange(2), result.classes]
+    torch.testing.assert_close(result.preserve_probability[:, 0], p, rtol=1e-4, atol=1e-6)

@@ -125,3 +125,25 @@ def test_overhead_report_times_the_model_in_the_explainers_precision():
     report = measure_overhead(ExtremalContour(model, iterations=4, starts=1, scan=2, precision="bfloat16", progress=False), x, repeats=1)
     assert "precision: bfloat16" in report.text() and report.settings["precision"] == "bfloat16"
     assert report.steps == 4 and report.wall[0] > 0 and report.model_time[0] > 0 and report.plain_step_time[0] > 0
+
+
+def test_time_passes_runs_the_model_in_the_precision_asked():
+    from extremal_contours.speed import time_passes
+
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = TinyNet(seed=1).eval()
+
+        def forward(self, x):
+            seen.append(self.net.features[0](x).dtype)
+            return self.net(x)
+
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    time_passes(Spy(), x, 2, True, repeats=1, autocast=torch.bfloat16)
+    assert seen and set(seen) == {torch.bfloat16}
+    seen.clear()
+    time_passes(Spy(), x, 2, False, repeats=1)
+    assert seen and set(seen) == {torch.float32}

@@ -18,6 +18,7 @@ import statistics
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -341,11 +342,11 @@ def model_floor(model: Any, x: torch.Tensor, batch: int = FLOOR_BATCH) -> dict[s
     timed on a batch of ``batch`` perturbed copies of ``x`` in the layout the explainers feed it:
     the floor that a method's seconds are divided by in the speed table."""
     from ._layout import wants_channels_last
-    from .explainer import _eval_mode, _nullcontext
+    from .explainer import _eval_mode
     from .speed import time_passes
 
     layout = wants_channels_last(None, x.device)
-    with _eval_mode(model) if isinstance(model, torch.nn.Module) else _nullcontext():
+    with _eval_mode(model) if isinstance(model, torch.nn.Module) else nullcontext():
         fb = time_passes(model, x, batch, True, channels_last=layout) / batch
         f = time_passes(model, x, batch, False, channels_last=layout) / batch
     return {
@@ -431,9 +432,11 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     _write_atomically(path, json.dumps(data, indent=1, default=str))
 
 
-def speed_table(rows: list[dict[str, str]], floor: dict[str, Any]) -> str:
+def speed_table(rows: list[dict[str, str]], floor: dict[str, Any], precisions: dict[str, str] | None = None) -> str:
     """Markdown: per method, seconds and passes per image and the overhead ratio, seconds / (its
-    passes x the model's own time per pass from ``floor``)."""
+    passes x the model's own time per pass from ``floor``, timed in float32); ``precisions``: the
+    methods that ran the model in another precision (named in their row)."""
+    precisions = precisions or {}
     by: dict[str, list[dict[str, str]]] = defaultdict(list)
     for r in rows:
         by[r["method"]].append(r)
@@ -450,8 +453,9 @@ def speed_table(rows: list[dict[str, str]], floor: dict[str, Any]) -> str:
         f = statistics.fmean(float(r["forward_per_image"]) for r in group) * areas
         floor_s = fb * fb_s + f * f_s
         ratio = f"{seconds / floor_s:.2f}" if floor_s > 0 else "-"
+        name = f"{method} ({precisions[method]}; ratio against the float32 floor)" if method in precisions else method
         lines.append(
-            f"| {method} | {len({r['image'] for r in group})} | {seconds:.2f} | {fb:.0f} | {f:.0f} | {floor_s:.2f} | {ratio} |"
+            f"| {name} | {len({r['image'] for r in group})} | {seconds:.2f} | {fb:.0f} | {f:.0f} | {floor_s:.2f} | {ratio} |"
         )
     layout = "channels-last" if floor.get("channels_last") else "contiguous"
     return (
@@ -743,5 +747,10 @@ def summarise(out: Path, rows: list[dict[str, str]] | None = None, random_target
         text += random_target_table(groups)
     speed_path = out / "speed.json"
     if speed_path.is_file() and rows:
-        text += speed_table(rows, json.loads(speed_path.read_text()))
+        precisions = {}  # methods run in another precision than the float32 floor
+        for run in json.loads(run_path.read_text()).get("runs", []) if run_path.is_file() else []:
+            for method, opts in (run.get("effective_options") or run.get("options") or {}).items():
+                if isinstance(opts, dict) and opts.get("precision", "float32") != "float32":
+                    precisions[method] = str(opts["precision"])
+        text += speed_table(rows, json.loads(speed_path.read_text()), precisions)
     return text

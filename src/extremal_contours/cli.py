@@ -500,6 +500,8 @@ def cmd_speed(args: argparse.Namespace) -> int:
             raise UsageError(f"unknown method {args.method!r}; choose from {', '.join(list_explainers())}")
         if not args.data or not Path(args.data).is_dir():
             raise UsageError(f"--compare batching needs --data DIR (a dataset folder), got {args.data!r}")
+        if args.precision is not None and args.method not in ("contour", "contour_map"):
+            raise UsageError(f"--precision is an option of the contour methods, not of {args.method}")
     loaded = _load(args)
     explainer = _explainer(args, loaded)
     if args.compare == "sweep":
@@ -529,6 +531,8 @@ def cmd_speed(args: argparse.Namespace) -> int:
         options: dict[str, Any] = {"progress": False}
         if args.iterations is not None:
             options["iterations"] = args.iterations
+        if args.precision is not None:
+            options["precision"] = args.precision
         method = get_explainer(args.method, loaded.model, **options)
         out = compare_batching(lambda xs, ts: method.attribute(xs, target=ts), x, targets)
         print(f"device: {x.device}; method {args.method}; {out['images']} images; options {options}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -55,6 +55,14 @@ def _model_place(model: Callable[..., Any], x: Tensor) -> tuple[torch.device, to
         for p in model.parameters():
             return p.device, (p.dtype if p.is_floating_point() else x.dtype)
     return x.device, x.dtype
+
+
+def _no_autocast(device_type: str) -> Any:
+    """A context that turns a caller's autocast off on ``device_type`` (none where it has no autocast)."""
+    try:
+        return torch.autocast(device_type, enabled=False)
+    except RuntimeError:
+        return nullcontext()
 
 
 def _check_output(out: Any, rows: int) -> Tensor:
@@ -343,13 +351,21 @@ class ExtremalContour:
     # -- model calls ------------------------------------------------------------------------------
 
     def _run(self, x: Tensor, optimising: bool = False) -> Tensor:
-        """The model's output on ``x``; while ``optimising``, in the explainer's ``precision``."""
+        """The model's output on ``x``: while ``optimising`` in the explainer's ``precision``, otherwise
+        (the clean and final scores) in the model's own, even under a caller's autocast."""
         low = PRECISIONS[self.precision] if optimising else None
+        if not optimising:
+            with _no_autocast(x.device.type):
+                return _check_output(self._call(x), x.shape[0])
         if low is None:
             return _check_output(self._call(x), x.shape[0])
-        with torch.autocast(x.device.type, dtype=low):
+        try:
+            context = torch.autocast(x.device.type, dtype=low)
+        except RuntimeError as exc:
+            raise ValueError(f"precision={self.precision!r} needs autocast, which {x.device.type} does not have: {first_line(exc)}") from exc
+        with context:
             out = _check_output(self._call(x), x.shape[0])
-        return out.float()
+        return out.to(torch.promote_types(out.dtype, torch.float32))
 
     def _chunks(self, rows: int, copies: int = 1) -> Iterator[slice]:
         """Slices of at most ``batch_size`` model inputs, each row making ``copies`` of them."""
@@ -452,7 +468,7 @@ class ExtremalContour:
         if contours != 1 and self.nesting > 0 and len(areas) > 1:
             raise ValueError("nested sweeps use one contour per region; use contours=1 with nesting")
         model = self.model
-        context = _eval_mode(model) if isinstance(model, nn.Module) else _nullcontext()
+        context = _eval_mode(model) if isinstance(model, nn.Module) else nullcontext()
         # Gradients are the method: run with autograd on even when called under no_grad or
         # inference_mode (x is copied out of an inference tensor by _attribute).
         with context, torch.inference_mode(False), torch.enable_grad():
@@ -944,14 +960,6 @@ class ExtremalContour:
             names=tuple(names) if names is not None else None,
             parts=parts,
         )
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *args: object) -> None:
-        return None
 
 
 def _disabled(progress: bool | None) -> bool | None:

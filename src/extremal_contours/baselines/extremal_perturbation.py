@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +32,7 @@ from torch.autograd.function import once_differentiable
 from tqdm.auto import tqdm
 
 from .._layout import ModelCall, wants_channels_last
-from ..explainer import VARIANTS, _check_output, _disabled, _eval_mode, _model_place, _nullcontext
+from ..explainer import VARIANTS, _check_output, _disabled, _eval_mode, _model_place
 from ..perturbation import Perturbation
 from ..targets import as_score, describe, needs_class, probabilities
 
@@ -281,7 +282,7 @@ class ExtremalPerturbation:
         areas = tuple(float(a) for a in areas)
         if not areas or any(not (0.0 < a < 1.0) for a in areas):
             raise ValueError(f"areas must be fractions in (0, 1), got {areas}")
-        context = _eval_mode(self.model) if isinstance(self.model, nn.Module) else _nullcontext()
+        context = _eval_mode(self.model) if isinstance(self.model, nn.Module) else nullcontext()
         with context:
             return self._attribute(x, target, areas, variant)
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ..explainer import ExtremalContour, _check_output, _eval_mode, _model_place, _nullcontext
+from ..explainer import ExtremalContour, _check_output, _eval_mode, _model_place
 from ..perturbation import Perturbation
 from ..sweep import DEFAULT_AREAS, importance_map
 from .extremal_perturbation import ExtremalPerturbation
@@ -86,7 +87,7 @@ class _Method:
         device, dtype = _model_place(self.model, x)
         x = x.detach().to(device=device, dtype=dtype)
         started = time.perf_counter()
-        context = _eval_mode(self.model) if isinstance(self.model, nn.Module) else _nullcontext()
+        context = _eval_mode(self.model) if isinstance(self.model, nn.Module) else nullcontext()
         with context:
             result = self._attribute(x, target, **kwargs)
         maps = result.pop("maps").detach().float().cpu()
