@@ -390,9 +390,11 @@ def test_default_precision_is_float32_without_autocast(images):
     assert {dtype for dtype, _ in spy.seen} == {torch.float32} and result.settings["precision"] == "float32"
 
 
-def test_unknown_precision_is_refused():
+def test_unknown_precision_is_refused(images):
     with pytest.raises(ValueError, match="precision must be one of float32, bfloat16, got 'float16'"):
         ExtremalContour(TinyNet(), precision="float16")
+    with pytest.raises(ValueError, match="does nothing for a float64 model"):  # not recorded as bfloat16 while running float64
+        ExtremalContour(TinyNet().double(), precision="bfloat16", **FAST).attribute(images, target=0)
 
 
 def test_a_callers_autocast_leaves_the_reported_scores_in_float32(images):

@@ -518,6 +518,8 @@ class ExtremalContour:
         contours: int = 1,
     ) -> ContourResult:
         device, dtype = _model_place(self.model, x)
+        if self.precision != "float32" and dtype == torch.float64:
+            raise ValueError(f"precision={self.precision!r} does nothing for a float64 model (autocast leaves float64 alone); use precision='float32'")
         x = x.detach().to(device=device, dtype=dtype)
         if x.is_inference():  # made under torch.inference_mode: autograd cannot save it
             x = x.clone()
