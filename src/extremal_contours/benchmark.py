@@ -198,6 +198,7 @@ def run_benchmark(
         if without:
             log(f"note: {len(without)} rows of maps.csv were made without --faithfulness and keep no faithfulness values "
                 "(the summary says n=...); use another --out to compute them for every picture")  # fmt: skip
+
     def skip(name: str, message: str) -> None:  # a bad picture, box or label: recorded, and the run goes on
         _append(errors_path, ["image", "error"], [{"image": name, "error": message}])
         log(f"error: {name}: {message}")
@@ -474,8 +475,7 @@ def _write_summary(out: Path) -> None:
         errors = out / "errors.csv"
         why = f"; see {errors}" if errors.is_file() else " (nothing to run, or no method ran)"
         raise BenchmarkEmpty(f"no results in {out} yet: every picture failed or none was run{why}")
-    with (out / "per_image.csv").open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = _read_rows(out / "per_image.csv")
     (out / "summary.md").write_text(summarise(out, rows))
     if rows:
         from .figures import method_profiles
@@ -666,8 +666,7 @@ def summarise(out: Path, rows: list[dict[str, str]] | None = None, random_target
     exist, ``consistency.csv`` and ``maps.csv``; the adversarial-artifact table for a
     ``random_target`` run (read from ``run.json`` when ``None``)."""
     if rows is None:
-        with (out / "per_image.csv").open(newline="") as handle:
-            rows = list(csv.DictReader(handle))
+        rows = _read_rows(out / "per_image.csv")
     groups: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
     for r in rows:
         groups[(r["method"], r["area"])].append(r)
@@ -699,8 +698,7 @@ def summarise(out: Path, rows: list[dict[str, str]] | None = None, random_target
     text += _shape_table(groups)
     iou_path = out / "consistency.csv"
     if iou_path.is_file():
-        with iou_path.open(newline="") as handle:
-            ious = list(csv.DictReader(handle))
+        ious = _read_rows(iou_path)
         by: dict[tuple[str, str], list[float]] = defaultdict(list)
         for r in ious:
             by[(r["method"], r["area"])].append(float(r["iou"]))
@@ -712,8 +710,7 @@ def summarise(out: Path, rows: list[dict[str, str]] | None = None, random_target
         text += "\n## Run-to-run consistency\n\n" + "\n".join(table) + "\n"
     maps_path = out / "maps.csv"
     if maps_path.is_file():
-        with maps_path.open(newline="") as handle:
-            rows_m = list(csv.DictReader(handle))
+        rows_m = _read_rows(maps_path)
         names = MAP_FIELDS[3:]
         table = ["| method | images | " + " | ".join(n.replace("_", " ") for n in names) + " |", "|---|---|" + "---|" * len(names)]
         for method in sorted({r["method"] for r in rows_m}):
@@ -741,14 +738,15 @@ def summarise(out: Path, rows: list[dict[str, str]] | None = None, random_target
             + "\n"
         )
     run_path = out / "run.json"
+    record = json.loads(run_path.read_text()) if run_path.is_file() else {}
     if random_target is None:
-        random_target = run_path.is_file() and bool(json.loads(run_path.read_text()).get("random_target"))
+        random_target = bool(record.get("random_target"))
     if random_target and rows:
         text += random_target_table(groups)
     speed_path = out / "speed.json"
     if speed_path.is_file() and rows:
         precisions = {}  # methods run in another precision than the float32 floor
-        for run in json.loads(run_path.read_text()).get("runs", []) if run_path.is_file() else []:
+        for run in record.get("runs", []):
             for method, opts in (run.get("effective_options") or run.get("options") or {}).items():
                 if isinstance(opts, dict) and opts.get("precision", "float32") != "float32":
                     precisions[method] = str(opts["precision"])

@@ -109,6 +109,10 @@ def _contours(value: str) -> int | str:
     return count
 
 
+#: The benchmark methods that are this explainer (they take its options, e.g. precision).
+CONTOUR_METHODS = ("contour", "contour_map")
+
+
 def _at_least(flag: str, value: int, low: int) -> None:
     if value < low:
         raise UsageError(f"{flag} must be >= {low}, got {value}")
@@ -309,8 +313,8 @@ def _explain_pictures(args: argparse.Namespace, sweep: bool) -> int:
     _at_least("--batch-size", args.batch_size, 2)
     if sweep:
         _at_least("--families", args.families, 1)
-    if sweep and not (math.isfinite(args.nesting) and args.nesting >= 0):
-        raise UsageError(f"--nesting must be >= 0, got {args.nesting}")
+        if not (math.isfinite(args.nesting) and args.nesting >= 0):
+            raise UsageError(f"--nesting must be >= 0, got {args.nesting}")
     loaded = _load(args)
     target = _target(args.target, loaded)
     explainer = _explainer(args, loaded, show_steps=len(files) == 1 and not args.quiet)
@@ -500,7 +504,7 @@ def cmd_speed(args: argparse.Namespace) -> int:
             raise UsageError(f"unknown method {args.method!r}; choose from {', '.join(list_explainers())}")
         if not args.data or not Path(args.data).is_dir():
             raise UsageError(f"--compare batching needs --data DIR (a dataset folder), got {args.data!r}")
-        if args.precision is not None and args.method not in ("contour", "contour_map"):
+        if args.precision is not None and args.method not in CONTOUR_METHODS:
             raise UsageError(f"--precision is an option of the contour methods, not of {args.method}")
     loaded = _load(args)
     explainer = _explainer(args, loaded)
@@ -523,8 +527,6 @@ def cmd_speed(args: argparse.Namespace) -> int:
         from .data import open_dataset
         from .speed import compare_batching
 
-        if not args.data:
-            raise UsageError("--compare batching needs --data DIR (a dataset folder)")
         samples = list(open_dataset(args.data))[:: max(1, args.stride)][: args.images]
         x = torch.cat([loaded.preprocess(load_image(s.path)[0], "center") for s in samples])
         targets = torch.tensor([s.label for s in samples]) if all(s.label is not None for s in samples) else None
@@ -589,7 +591,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         if method not in methods:
             raise UsageError(f"--option {item!r}: {method!r} is not among --methods ({', '.join(methods)})")
         options.setdefault(method, {})[name] = _option_value(value)
-    for method in ("contour", "contour_map"):
+    for method in CONTOUR_METHODS:
         if options.get(method):  # the explainer checks its own settings: now, not after the model is timed
             try:
                 ExtremalContour(torch.nn.Identity(), **options[method])

@@ -353,10 +353,10 @@ class ExtremalContour:
     def _run(self, x: Tensor, optimising: bool = False) -> Tensor:
         """The model's output on ``x``: while ``optimising`` in the explainer's ``precision``, otherwise
         (the clean and final scores) in the model's own, even under a caller's autocast."""
-        low = PRECISIONS[self.precision] if optimising else None
         if not optimising:
             with _no_autocast(x.device.type):
                 return _check_output(self._call(x), x.shape[0])
+        low = PRECISIONS[self.precision]
         if low is None:
             return _check_output(self._call(x), x.shape[0])
         try:
