@@ -406,3 +406,61 @@ def test_a_callers_autocast_leaves_the_reported_scores_in_float32(images):
     with torch.no_grad():
         p = spy.net(keep).softmax(1)[torch.arange(2), result.classes]
     torch.testing.assert_close(result.preserve_probability[:, 0], p, rtol=1e-4, atol=1e-6)
+
+
+class _SizeSpy(nn.Module):
+    """TinyNet that records the input size of each call and whether it was a gradient step; with
+    ``fixed``, refuses any other size (as a ViT with a fixed patch grid does)."""
+
+    def __init__(self, fixed: tuple[int, int] | None = None) -> None:
+        super().__init__()
+        self.net = TinyNet(seed=2).eval()
+        self.fixed = fixed
+        self.seen: list[tuple[tuple[int, int], bool]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fixed is not None and tuple(x.shape[-2:]) != self.fixed:
+            raise AssertionError(f"Input size {tuple(x.shape[-2:])} doesn't match model {self.fixed}")
+        self.seen.append((tuple(x.shape[-2:]), torch.is_grad_enabled()))
+        return self.net(x)
+
+
+def test_coarse_phases_run_the_model_on_the_smaller_image(images):
+    spy = _SizeSpy()
+    explainer = ExtremalContour(spy, coarse=0.5, iterations=8, starts=2, scan=2, progress=False)
+    assert explainer.phases == [(4, 2), (4, 1)]
+    result = explainer.attribute(images, target=[1, 3], areas=(0.1,))
+    steps = [size for size, grad in spy.seen if grad]
+    assert steps == [(20, 24)] * 4 + [(40, 48)] * 4  # the first phase small, the last at full size
+    assert {size for size, grad in spy.seen if not grad} == {(40, 48)}  # scan, checks and scores at full size
+    assert [tuple(s) for s in result.cost["step_sizes"]] == steps
+    assert result.settings["coarse"] == 0.5
+    assert (result.masks.float().mean((2, 3, 4)) - 0.1).abs().max() < 0.01
+    # The reported score is the full-size model's on the binary mask.
+    keep = Perturbation(images, "blur")(result.masks[:, 0].float(), torch.arange(2))
+    with torch.no_grad():
+        p = spy.net(keep).softmax(1)[torch.arange(2), result.classes]
+    torch.testing.assert_close(result.preserve_probability[:, 0], p, rtol=1e-4, atol=1e-6)
+
+
+def test_coarse_one_is_the_full_size_run(images):
+    a = ExtremalContour(TinyNet(seed=2), coarse=1.0, **FAST).attribute(images, target=[1, 3])
+    spy = _SizeSpy()
+    b = ExtremalContour(spy, coarse=1, **FAST).attribute(images, target=[1, 3])
+    assert {size for size, _ in spy.seen} == {(40, 48)}
+    torch.testing.assert_close(a.coeffs, b.coeffs)
+
+
+def test_a_model_that_refuses_the_coarse_size_runs_at_full_size(images):
+    spy = _SizeSpy(fixed=(40, 48))
+    result = ExtremalContour(spy, coarse=0.5, **FAST).attribute(images, target=[1, 3])
+    assert {size for size, _ in spy.seen} == {(40, 48)}
+    assert {tuple(s) for s in result.cost["step_sizes"]} == {(40, 48)}
+    plain = ExtremalContour(TinyNet(seed=2), coarse=1.0, **FAST).attribute(images, target=[1, 3])
+    torch.testing.assert_close(result.coeffs, plain.coeffs)  # the same run as without coarse phases
+
+
+@pytest.mark.parametrize("value", [0, -0.5, 1.5, True, "half"])
+def test_coarse_outside_its_range_is_refused(value):
+    with pytest.raises(ValueError, match="coarse must be a scale in \\(0, 1\\]"):
+        ExtremalContour(TinyNet(), coarse=value)

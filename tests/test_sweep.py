@@ -127,6 +127,28 @@ def test_overhead_report_times_the_model_in_the_explainers_precision():
     assert report.steps == 4 and report.wall[0] > 0 and report.model_time[0] > 0 and report.plain_step_time[0] > 0
 
 
+def test_overhead_report_times_the_coarse_steps_at_their_size():
+    from extremal_contours.speed import measure_overhead
+
+    sizes = []
+
+    class Spy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = TinyNet(seed=1).eval()
+
+        def forward(self, x):
+            sizes.append((tuple(x.shape[-2:]), torch.is_grad_enabled()))
+            return self.net(x)
+
+    x = torch.rand(1, 3, 32, 40, generator=torch.Generator().manual_seed(0))
+    explainer = ExtremalContour(Spy(), iterations=4, starts=2, scan=2, coarse=0.5, progress=False)
+    report = measure_overhead(explainer, x, repeats=1)
+    assert report.forward_backward == 6 and report.coarse_passes == 4  # 2 steps x 2 starts small, 2 x 1 full
+    assert "(4 of them at 0.5 of the size per side)" in report.text()
+    assert {s for s, grad in sizes if grad} == {(16, 20), (32, 40)}  # the model timed at both sizes, too
+
+
 def test_time_passes_runs_the_model_in_the_precision_asked():
     from extremal_contours.speed import time_passes
 

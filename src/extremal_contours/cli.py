@@ -93,6 +93,11 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         help="the model's precision while optimising (default float32; bfloat16 is faster where the hardware has it, "
         "the reported scores stay float32)",
     )  # fmt: skip
+    p.add_argument(
+        "--coarse", type=float, default=None,
+        help="in every phase but the last, the model sees the image resized by this factor per side "
+        "(default 1: off); 1 turns it off",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed of --start-jitter (default 0; without it the result is the same for every seed)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
@@ -122,7 +127,7 @@ def _explainer(args: argparse.Namespace, loaded: LoadedModel, show_steps: bool =
     """The explainer of the command line's settings; ``show_steps``: its own progress bar (on a
     terminal), for a single picture, where there is no bar over pictures."""
     options: dict[str, Any] = {}
-    for name in ("harmonics", "iterations", "starts", "start_jitter", "precision"):
+    for name in ("harmonics", "iterations", "starts", "start_jitter", "precision", "coarse"):
         if getattr(args, name, None) is not None:
             options[name] = getattr(args, name)
     try:
@@ -504,8 +509,9 @@ def cmd_speed(args: argparse.Namespace) -> int:
             raise UsageError(f"unknown method {args.method!r}; choose from {', '.join(list_explainers())}")
         if not args.data or not Path(args.data).is_dir():
             raise UsageError(f"--compare batching needs --data DIR (a dataset folder), got {args.data!r}")
-        if args.precision is not None and args.method not in CONTOUR_METHODS:
-            raise UsageError(f"--precision is an option of the contour methods, not of {args.method}")
+        for flag, value in (("--precision", args.precision), ("--coarse", args.coarse)):
+            if value is not None and args.method not in CONTOUR_METHODS:
+                raise UsageError(f"{flag} is an option of the contour methods, not of {args.method}")
     loaded = _load(args)
     explainer = _explainer(args, loaded)
     if args.compare == "sweep":
@@ -533,8 +539,9 @@ def cmd_speed(args: argparse.Namespace) -> int:
         options: dict[str, Any] = {"progress": False}
         if args.iterations is not None:
             options["iterations"] = args.iterations
-        if args.precision is not None:
-            options["precision"] = args.precision
+        for name in ("precision", "coarse"):
+            if getattr(args, name) is not None:
+                options[name] = getattr(args, name)
         method = get_explainer(args.method, loaded.model, **options)
         out = compare_batching(lambda xs, ts: method.attribute(xs, target=ts), x, targets)
         print(f"device: {x.device}; method {args.method}; {out['images']} images; options {options}")

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from . import contour as C
@@ -210,6 +211,12 @@ class ExtremalContour:
             ``"bfloat16"`` (autocast, faster per pass where the hardware has bfloat16 arithmetic:
             recent GPUs, CPUs with AVX512-BF16 or AMX). The scores reported in the result are computed
             in float32 either way; the model itself is not changed.
+        coarse: in every phase but the last, the model sees the perturbed image resized by this factor
+            per side (antialiased bilinear; the contour, the mask and the perturbation stay at full
+            size, and the binary checks, the last phase and the reported scores run at full size).
+            At 0.7 the early phases cost about half; ``docs/TUNING.md`` round 13 measures what it
+            keeps. 1 turns it off. A model that refuses the smaller input (a ViT with a fixed input
+            size, say) gets the full size instead, and ``result.cost["step_sizes"]`` says which ran.
         mean, std: the model's input normalisation, used only to show the images in saved results.
         class_names: names of the model's classes, recorded with results.
         progress: show a progress bar (``None``: only on a terminal).
@@ -249,6 +256,7 @@ class ExtremalContour:
         batch_size: int = 32,
         channels_last: bool | None = None,
         precision: str = "float32",
+        coarse: float = 1.0,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         class_names: Sequence[str] | None = None,
@@ -310,6 +318,9 @@ class ExtremalContour:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.precision = precision
+        if isinstance(coarse, bool) or not (isinstance(coarse, (int, float)) and 0 < coarse <= 1):
+            raise ValueError(f"coarse must be a scale in (0, 1], got {coarse!r}")
+        self.coarse = float(coarse)
         self._call = ModelCall(model, False)
         self.mean, self.std = mean, std
         self.class_names = list(class_names) if class_names is not None else None
@@ -346,6 +357,7 @@ class ExtremalContour:
             "batch_size": self.batch_size,
             "channels_last": self.channels_last,
             "precision": self.precision,
+            "coarse": self.coarse,
         }
 
     # -- model calls ------------------------------------------------------------------------------
@@ -526,7 +538,7 @@ class ExtremalContour:
         self._call = ModelCall(self.model, wants_channels_last(self.channels_last, device))
         n, _, height, width = x.shape
         extent = C.image_extent(height, width)
-        cost = {"step_batches": [], "eval_batches": []}
+        cost: dict[str, Any] = {"step_batches": [], "eval_batches": [], "step_sizes": []}
         m = contours
 
         with torch.no_grad():
@@ -551,8 +563,14 @@ class ExtremalContour:
         group_area = torch.tensor(areas, device=device).repeat(n)
 
         copies = 2 if variant == "dual" else 1
+        # Every phase but the last runs the model on the perturbed image resized by ``coarse`` per side.
+        small = _coarse_size(height, width, self.coarse)
+        coarse_ok: list[bool | None] = [None]  # None: not tried yet; False: the model refused it
+        ran_at = [[height, width]]  # the input size of the last objective's model call
 
-        def objective(rows: _Rows, masks: Tensor, flip: Tensor | None) -> tuple[Tensor, Tensor]:
+        def objective(
+            rows: _Rows, masks: Tensor, flip: Tensor | None, resize: tuple[int, int] | None = None
+        ) -> tuple[Tensor, Tensor]:
             """(objective to maximise, score of the first copy) for masks (R, 1, H, W)."""
             masks = masks.to(dtype)
             parts = []
@@ -564,7 +582,21 @@ class ExtremalContour:
             if flip is not None:
                 flip2 = flip.repeat(len(parts))[:, None, None, None]
                 batch = torch.where(flip2, batch.flip(-1), batch)
-            out = self._run(batch, optimising=True)
+            out = None
+            if resize is not None and coarse_ok[0] is not False:
+                shrunk = F.interpolate(batch, size=resize, mode="bilinear", antialias=True, align_corners=False)
+                if coarse_ok[0]:
+                    out = self._run(shrunk, optimising=True)
+                else:
+                    try:
+                        out = self._run(shrunk, optimising=True)
+                        coarse_ok[0] = True
+                    except Exception:  # a model with a fixed input size (a ViT, say): full size from now on
+                        coarse_ok[0] = False
+            if out is None:
+                out = self._run(batch, optimising=True)
+                resize = None
+            ran_at[0] = list(resize or (height, width))
             image2 = rows.image.repeat(len(parts))
             cls = classes[image2] if classes is not None else None
             score = score_fn(out, clean[image2], cls).float()
@@ -690,7 +722,7 @@ class ExtremalContour:
                             k_leaf = raw[sl] * precond
                             masks, pieces, _ = self._draw(part, centre[sl], k_leaf, mix[sl], extent, height, width, edge)
                             flip = (part.flip ^ bool(step % 2)) if self.jitter else None
-                            value, _ = objective(part, masks, flip)
+                            value, _ = objective(part, masks, flip, small if phase < len(self.phases) - 1 else None)
                             loss = -(value / norm[part.image]).sum()
                             if self.spectral:
                                 loss = loss + self.spectral * ((k_leaf * k_leaf).sum(-1) * weights).sum()
@@ -704,6 +736,7 @@ class ExtremalContour:
                             if g is not None:
                                 total_grad += g
                         cost["step_batches"].append(part.image.shape[0] * copies)
+                        cost["step_sizes"].append(ran_at[0])
                         soft.append(value.detach())
                     if family:
                         gc, gk = self._nesting_grad(centre, raw, precond, rows, areas, extent, height, width, edge)
@@ -964,6 +997,12 @@ class ExtremalContour:
         )
 
 
+def _coarse_size(height: int, width: int, coarse: float) -> tuple[int, int] | None:
+    """The model's input size in the coarse phases (``None``: full size)."""
+    size = (max(MIN_SIDE, round(height * coarse)), max(MIN_SIDE, round(width * coarse)))
+    return None if size[0] >= height and size[1] >= width else size
+
+
 def _disabled(progress: bool | None) -> bool | None:
     return None if progress is None else not progress
 
@@ -1026,7 +1065,7 @@ def _choose(old: ContourResult, new: ContourResult, better: Tensor) -> ContourRe
     cost = dict(old.cost)
     for key in ("seconds", "forward_backward", "forward"):
         cost[key] = old.cost.get(key, 0) + new.cost.get(key, 0)
-    for key in ("step_batches", "eval_batches"):
+    for key in ("step_batches", "eval_batches", "step_sizes"):
         cost[key] = list(old.cost.get(key, [])) + list(new.cost.get(key, []))
     return replace(old, **changes, cost=cost)
 

@@ -61,7 +61,7 @@ def display_images(x: Tensor, mean: Sequence[float] | None, std: Sequence[float]
 
 # Explainer settings added after results were first saved, each with the value those results ran with.
 # A result saved without one ran with that value, so settings are compared with it left out there.
-SETTINGS_ADDED: dict[str, Any] = {"precision": "float32"}
+SETTINGS_ADDED: dict[str, Any] = {"precision": "float32", "coarse": 1.0}
 
 
 def comparable_settings(settings: dict[str, Any]) -> dict[str, Any]:
