@@ -195,6 +195,21 @@ def test_benchmark_append_survives_empty_and_half_written_files(tmp_path):
     assert _rows(path) == [{"a": "1", "b": "2"}, {"a": "5", "b": "6"}]
 
 
+def test_merge_shards_adds_each_missing_row_once_and_keeps_every_column(tmp_path):
+    from extremal_contours.benchmark import merge_shards
+
+    head = "method,image,area,seed,preserve_ratio\n"
+    (tmp_path / "per_image.csv").write_text(head + "contour,a.png,0.1,0,0.5\n")
+    for rank, text in enumerate([head + "contour,a.png,0.1,0,0.9\ncontour,b.png,0.1,0,0.7\n",
+                                 "method,image,area,seed,preserve_ratio,note\ncontour,b.png,0.1,0,0.7,x\ncontour,c.png,0.1,0,0.2,y\n"]):  # fmt: skip
+        (tmp_path / "shards" / f"rank{rank}").mkdir(parents=True)
+        (tmp_path / "shards" / f"rank{rank}" / "per_image.csv").write_text(text)
+    merge_shards(tmp_path)
+    rows = _rows(tmp_path / "per_image.csv")
+    assert [(r["image"], r["preserve_ratio"], r["note"]) for r in rows] == [("a.png", "0.5", ""), ("b.png", "0.7", ""), ("c.png", "0.2", "y")]
+    assert not any((tmp_path / "shards").iterdir())
+
+
 def test_benchmark_under_torchrun_matches_one_process(dataset, tmp_path):
     import os
     import subprocess

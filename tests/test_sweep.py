@@ -124,6 +124,7 @@ def test_overhead_report_times_the_model_in_the_explainers_precision():
     x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     report = measure_overhead(ExtremalContour(model, iterations=4, starts=1, scan=2, precision="bfloat16", progress=False), x, repeats=1)
     assert "precision: bfloat16" in report.text() and report.settings["precision"] == "bfloat16"
+    assert "forward+backward: 4; forward only" in report.text() and report.coarse_passes == 0
     assert report.steps == 4 and report.wall[0] > 0 and report.model_time[0] > 0 and report.plain_step_time[0] > 0
 
 

@@ -514,28 +514,16 @@ def merge_shards(out: Path) -> None:
     if not shards:
         return
     for name, key in _KEYS.items():
-        main = out / name
-        seen = set()
-        fields: list[str] | None = None
-        if main.is_file():
-            with main.open(newline="") as handle:
-                reader = csv.DictReader(handle)
-                fields = list(reader.fieldnames or [])
-                seen = {tuple(r[k] for k in key) for r in reader}
+        seen = {tuple(r[c] for c in key) for r in _read_rows(out / name)}
         new = []
         for shard in shards:
-            if not (shard / name).is_file():
-                continue
-            with (shard / name).open(newline="") as handle:
-                reader = csv.DictReader(handle)
-                fields = fields or list(reader.fieldnames or [])
-                for r in reader:
-                    k = tuple(r[c] for c in key)
-                    if k not in seen:
-                        seen.add(k)
-                        new.append(r)
-        if new and fields:
-            _append(main, fields, new)
+            for r in _read_rows(shard / name):
+                k = tuple(r[c] for c in key)
+                if k not in seen:
+                    seen.add(k)
+                    new.append(r)
+        if new:  # _append keeps the main file's columns and adds any the shards have beyond them
+            _append(out / name, list(dict.fromkeys(f for r in new for f in r)), new)
     for shard in shards:
         shutil.rmtree(shard)
 

@@ -214,9 +214,10 @@ class ExtremalContour:
         coarse: in every phase but the last, the model sees the perturbed image resized by this factor
             per side (antialiased bilinear; the contour, the mask and the perturbation stay at full
             size, and the binary checks, the last phase and the reported scores run at full size).
-            At 0.7 the early phases cost about half; ``docs/TUNING.md`` round 13 measures what it
-            keeps. 1 turns it off. A model that refuses the smaller input (a ViT with a fixed input
-            size, say) gets the full size instead, and ``result.cost["step_sizes"]`` says which ran.
+            The default 1 turns it off. At 0.7 an explanation takes 0.8 of the time and keeps less
+            of the class at every area (``docs/TUNING.md`` round 13): a speed option, like fewer
+            ``iterations``. A model that refuses the smaller input (a ViT with a fixed input size,
+            say) gets the full size instead; ``result.cost["step_sizes"]`` says which ran.
         mean, std: the model's input normalisation, used only to show the images in saved results.
         class_names: names of the model's classes, recorded with results.
         progress: show a progress bar (``None``: only on a terminal).

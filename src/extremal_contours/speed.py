@@ -119,11 +119,11 @@ class OverheadReport:
 
     def text(self) -> str:
         layout = "channels-last" if self.channels_last else "contiguous"
+        coarse = f" ({self.coarse_passes} of them at {self.settings.get('coarse', 1.0):g} of the size per side)" if self.coarse_passes else ""
         return "\n".join(
             [
                 f"device: {self.device}; model inputs: {layout}; precision: {self.settings.get('precision', 'float32')}",
-                f"steps: {self.steps}; images through forward+backward: {self.forward_backward}"
-                f" ({self.coarse_passes} of them at {self.settings.get('coarse', 1.0):g} of the size per side); forward only: {self.forward}",
+                f"steps: {self.steps}; images through forward+backward: {self.forward_backward}{coarse}; forward only: {self.forward}",
                 f"attribute wall time (s): {', '.join(f'{w:.2f}' for w in self.wall)}",
                 f"model time, all passes (s): {', '.join(f'{m:.2f}' for m in self.model_time)}",
                 f"model time, forward+backward steps only (s): {', '.join(f'{s:.2f}' for s in self.step_time)}",
