@@ -434,6 +434,7 @@ def test_coarse_phases_run_the_model_on_the_smaller_image(images):
     assert steps == [(20, 24)] * 4 + [(40, 48)] * 4  # the first phase small, the last at full size
     assert {size for size, grad in spy.seen if not grad} == {(40, 48)}  # scan, checks and scores at full size
     assert [tuple(s) for s in result.cost["step_sizes"]] == steps
+    assert result.cost["coarse_forward_backward"] == 16 and result.cost["forward_backward"] == 24  # 2 images: 4 x 2 small, 4 x 1 full
     assert result.settings["coarse"] == 0.5
     assert (result.masks.float().mean((2, 3, 4)) - 0.1).abs().max() < 0.01
     # The reported score is the full-size model's on the binary mask.
@@ -455,7 +456,7 @@ def test_a_model_that_refuses_the_coarse_size_runs_at_full_size(images):
     spy = _SizeSpy(fixed=(40, 48))
     result = ExtremalContour(spy, coarse=0.5, **FAST).attribute(images, target=[1, 3])
     assert {size for size, _ in spy.seen} == {(40, 48)}
-    assert {tuple(s) for s in result.cost["step_sizes"]} == {(40, 48)}
+    assert {tuple(s) for s in result.cost["step_sizes"]} == {(40, 48)} and result.cost["coarse_forward_backward"] == 0
     plain = ExtremalContour(TinyNet(seed=2), coarse=1.0, **FAST).attribute(images, target=[1, 3])
     torch.testing.assert_close(result.coeffs, plain.coeffs)  # the same run as without coarse phases
 

@@ -962,6 +962,10 @@ class ExtremalContour:
         cost["seconds"] = time.perf_counter() - started
         cost["steps"] = self.iterations
         cost["forward_backward"] = sum(cost["step_batches"])
+        # Of those, the images the model saw at the coarse size (0 where it refused it).
+        cost["coarse_forward_backward"] = sum(
+            b for b, size in zip(cost["step_batches"], cost["step_sizes"], strict=True) if list(size) != [height, width]
+        )
         cost["forward"] = sum(cost["eval_batches"])
         label_names = None
         if classes is not None and self.class_names is not None and len(self.class_names) == clean.shape[1]:
@@ -1064,7 +1068,7 @@ def _choose(old: ContourResult, new: ContourResult, better: Tensor) -> ContourRe
         count=torch.where(better, new_parts.count, parts.count),
     )
     cost = dict(old.cost)
-    for key in ("seconds", "forward_backward", "forward"):
+    for key in ("seconds", "forward_backward", "coarse_forward_backward", "forward"):
         cost[key] = old.cost.get(key, 0) + new.cost.get(key, 0)
     for key in ("step_batches", "eval_batches", "step_sizes"):
         cost[key] = list(old.cost.get(key, [])) + list(new.cost.get(key, []))

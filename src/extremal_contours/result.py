@@ -172,7 +172,8 @@ class ContourResult:
         history: ``(N, A, T)`` best soft objective per step.
         score: the score's name.
         settings: the explainer's settings.
-        cost: steps, forward+backward and forward-only images, seconds.
+        cost: steps, forward+backward images (``coarse_forward_backward`` of them at the coarse size)
+            and forward-only images, seconds; in memory also the per-batch lists (not saved).
         seed: the seed.
         versions: library versions.
         images: ``(N, 3, H, W)`` uint8 pictures of the inputs, or ``None``.
@@ -358,7 +359,7 @@ class ContourResult:
             "clean": clean,
             "contours": contours,
             "settings": self.settings,
-            "cost": {k: v for k, v in self.cost.items() if not k.endswith("_batches")},
+            "cost": {k: v for k, v in self.cost.items() if not k.endswith(("_batches", "_sizes"))},
             "seed": self.seed,
             "versions": self.versions,
             "meta": self.meta,

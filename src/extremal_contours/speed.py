@@ -174,7 +174,7 @@ def measure_overhead(
         steps=result.cost["steps"],
         forward_backward=result.cost["forward_backward"],
         forward=result.cost["forward"],
-        coarse_passes=sum(b for b, s in zip(result.cost["step_batches"], sizes, strict=True) if tuple(s) != tuple(x.shape[-2:])),
+        coarse_passes=result.cost["coarse_forward_backward"],
         device=str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else f" ({torch.get_num_threads()} threads)"),
         settings=explainer.settings(),
     )
