@@ -200,13 +200,14 @@ def test_merge_shards_adds_each_missing_row_once_and_keeps_every_column(tmp_path
 
     head = "method,image,area,seed,preserve_ratio\n"
     (tmp_path / "per_image.csv").write_text(head + "contour,a.png,0.1,0,0.5\n")
-    for rank, text in enumerate([head + "contour,a.png,0.1,0,0.9\ncontour,b.png,0.1,0,0.7\n",
+    for rank, text in enumerate([head + "contour,a.png,0.1,0,0.9\ncontour,b.png,0.1,0,0.7,stray\n",
                                  "method,image,area,seed,preserve_ratio,note\ncontour,b.png,0.1,0,0.7,x\ncontour,c.png,0.1,0,0.2,y\n"]):  # fmt: skip
         (tmp_path / "shards" / f"rank{rank}").mkdir(parents=True)
         (tmp_path / "shards" / f"rank{rank}" / "per_image.csv").write_text(text)
     merge_shards(tmp_path)
     rows = _rows(tmp_path / "per_image.csv")
     assert [(r["image"], r["preserve_ratio"], r["note"]) for r in rows] == [("a.png", "0.5", ""), ("b.png", "0.7", ""), ("c.png", "0.2", "y")]
+    assert (tmp_path / "per_image.csv").read_text().splitlines()[0] == "method,image,area,seed,preserve_ratio,note"  # no unnamed column
     assert not any((tmp_path / "shards").iterdir())
 
 

@@ -265,9 +265,11 @@ def test_coarse_option_is_recorded_and_checked(tmp_path, capsys):
     assert main(["explain", str(tmp_path / "p.png"), "--coarse", "0.5", "--out", str(out), *RANDOM]) == 0
     assert json.loads((out / "p" / "explanation.json").read_text())["settings"]["coarse"] == 0.5
     capsys.readouterr()
-    assert main(["explain", str(tmp_path / "p.png"), "--coarse", "2", "--out", str(out), *RANDOM]) == 2
-    err = capsys.readouterr().err
-    assert "coarse must be a scale in (0, 1], got 2.0" in err and "Traceback" not in err
+    for bad in ("2", "0", "nan", "half"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["explain", str(tmp_path / "p.png"), "--coarse", bad, "--out", str(out), *RANDOM])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and f"argument --coarse: expected a scale in (0, 1], got '{bad}'" in err
     assert main(["speed", "--compare", "batching", "--data", str(tmp_path), "--method", "saliency", "--coarse", "0.5", *RANDOM]) == 2
     assert "--coarse is an option of the contour methods, not of saliency" in capsys.readouterr().err
 

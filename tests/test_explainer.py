@@ -444,21 +444,67 @@ def test_coarse_phases_run_the_model_on_the_smaller_image(images):
     torch.testing.assert_close(result.preserve_probability[:, 0], p, rtol=1e-4, atol=1e-6)
 
 
-def test_coarse_one_is_the_full_size_run(images):
-    a = ExtremalContour(TinyNet(seed=2), coarse=1.0, **FAST).attribute(images, target=[1, 3])
+def test_coarse_one_runs_every_step_at_full_size(images):
     spy = _SizeSpy()
-    b = ExtremalContour(spy, coarse=1, **FAST).attribute(images, target=[1, 3])
-    assert {size for size, _ in spy.seen} == {(40, 48)}
-    torch.testing.assert_close(a.coeffs, b.coeffs)
+    result = ExtremalContour(spy, coarse=1, **FAST).attribute(images, target=[1, 3])
+    assert {size for size, _ in spy.seen} == {(40, 48)} and result.cost["coarse_forward_backward"] == 0
 
 
 def test_a_model_that_refuses_the_coarse_size_runs_at_full_size(images):
     spy = _SizeSpy(fixed=(40, 48))
-    result = ExtremalContour(spy, coarse=0.5, **FAST).attribute(images, target=[1, 3])
+    with pytest.warns(UserWarning, match="coarse=0.5: the model refused a 20x24 input .*every step runs at the full 40x48"):
+        result = ExtremalContour(spy, coarse=0.5, **FAST).attribute(images, target=[1, 3])
     assert {size for size, _ in spy.seen} == {(40, 48)}
     assert {tuple(s) for s in result.cost["step_sizes"]} == {(40, 48)} and result.cost["coarse_forward_backward"] == 0
     plain = ExtremalContour(TinyNet(seed=2), coarse=1.0, **FAST).attribute(images, target=[1, 3])
     torch.testing.assert_close(result.coeffs, plain.coeffs)  # the same run as without coarse phases
+
+
+class _FlatHead(nn.Module):
+    """Flattens its input into a linear layer, so any other size fails with a RuntimeError (the error
+    a refused channels-last layout gives too); records the layout of each call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.head = nn.Linear(3 * 40 * 48, 5)
+        self.channels_last: list[bool] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.channels_last.append(x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous())
+        return self.head(x.reshape(x.shape[0], -1))
+
+
+def test_a_size_refusal_does_not_turn_channels_last_off(images):
+    model = _FlatHead()
+    explainer = ExtremalContour(model, coarse=0.5, channels_last=True, **FAST)
+    with pytest.warns(UserWarning, match="refused a 20x24 input"):
+        explainer.attribute(images, target=[1, 3])
+    assert explainer._call.enabled and model.channels_last[-1]  # the full-size steps stayed channels-last
+
+
+@pytest.mark.parametrize(
+    "options, call",
+    [
+        ({}, {"variant": "dual"}),
+        ({}, {"variant": "delete", "areas": (0.1, 0.2)}),
+        ({"batch_size": 3}, {"areas": (0.1, 0.2)}),  # chunked batches
+        ({}, {"contours": "auto"}),
+    ],
+)
+def test_coarse_step_sizes_keep_step_with_the_batches(images, options, call):
+    explainer = ExtremalContour(TinyNet(seed=2), coarse=0.5, **{**FAST, **options})
+    result = explainer.attribute(images, target=[1, 3], **call)
+    cost = result.cost
+    assert len(cost["step_sizes"]) == len(cost["step_batches"])
+    small = sum(b for b, size in zip(cost["step_batches"], cost["step_sizes"], strict=True) if tuple(size) == (20, 24))
+    assert 0 < small == cost["coarse_forward_backward"] < cost["forward_backward"]
+
+
+def test_coarse_phases_on_a_bfloat16_model(images):
+    model = TinyNet(seed=2).to(torch.bfloat16)
+    result = ExtremalContour(model, coarse=0.5, **FAST).attribute(images.to(torch.bfloat16), target=[1, 3])
+    assert result.cost["coarse_forward_backward"] > 0 and (result.visible_area - 0.1).abs().max() < 0.01
 
 
 @pytest.mark.parametrize("value", [0, -0.5, 1.5, True, "half"])

@@ -523,7 +523,7 @@ def merge_shards(out: Path) -> None:
                     seen.add(k)
                     new.append(r)
         if new:  # _append keeps the main file's columns and adds any the shards have beyond them
-            _append(out / name, list(dict.fromkeys(f for r in new for f in r)), new)
+            _append(out / name, list(dict.fromkeys(f for r in new for f in r if f is not None)), new)
     for shard in shards:
         shutil.rmtree(shard)
 

@@ -94,12 +94,22 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         "the reported scores stay float32)",
     )  # fmt: skip
     p.add_argument(
-        "--coarse", type=float, default=None,
+        "--coarse", type=_scale, default=None,
         help="in every phase but the last, the model sees the image resized by this factor per side "
-        "(default 1: off; 0.7 takes 0.8 of the time and keeps less of the class, docs/TUNING.md round 13)",
+        "(default 1: off; 0.7 takes 0.8 of the time and keeps less of the class in the mean, docs/TUNING.md round 13)",
     )  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed of --start-jitter (default 0; without it the result is the same for every seed)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+
+
+def _scale(value: str) -> float:
+    try:
+        scale = float(value)
+    except ValueError:
+        scale = math.nan
+    if not 0 < scale <= 1:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"expected a scale in (0, 1], got {value!r}")
+    return scale
 
 
 def _contours(value: str) -> int | str:

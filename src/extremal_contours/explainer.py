@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
@@ -214,10 +215,12 @@ class ExtremalContour:
         coarse: in every phase but the last, the model sees the perturbed image resized by this factor
             per side (antialiased bilinear; the contour, the mask and the perturbation stay at full
             size, and the binary checks, the last phase and the reported scores run at full size).
-            The default 1 turns it off. At 0.7 an explanation takes 0.8 of the time and keeps less
-            of the class at every area (``docs/TUNING.md`` round 13): a speed option, like fewer
-            ``iterations``. A model that refuses the smaller input (a ViT with a fixed input size,
-            say) gets the full size instead; ``result.cost["step_sizes"]`` says which ran.
+            The default 1 turns it off; so does ``starts=1`` (a single phase). At 0.7 an explanation
+            takes 0.8 of the time and keeps less of the class, in the mean at every area
+            (``docs/TUNING.md`` round 13): a speed option, like fewer ``iterations``. A model that
+            refuses the smaller input (a ViT with a fixed input size, say) runs at full size
+            instead, with a warning; ``result.cost["coarse_forward_backward"]`` counts the step
+            images that ran small.
         mean, std: the model's input normalisation, used only to show the images in saved results.
         class_names: names of the model's classes, recorded with results.
         progress: show a progress bar (``None``: only on a terminal).
@@ -585,15 +588,23 @@ class ExtremalContour:
                 batch = torch.where(flip2, batch.flip(-1), batch)
             out = None
             if resize is not None and coarse_ok[0] is not False:
-                shrunk = F.interpolate(batch, size=resize, mode="bilinear", antialias=True, align_corners=False)
+                # Resized in float32: CPU antialiasing has no half-precision kernel.
+                shrunk = F.interpolate(batch.float(), size=resize, mode="bilinear", antialias=True, align_corners=False).to(batch.dtype)
                 if coarse_ok[0]:
                     out = self._run(shrunk, optimising=True)
                 else:
+                    layout = self._call.enabled
                     try:
                         out = self._run(shrunk, optimising=True)
                         coarse_ok[0] = True
-                    except Exception:  # a model with a fixed input size (a ViT, say): full size from now on
+                    except Exception as exc:  # a model with a fixed input size (a ViT, say): full size from now on
                         coarse_ok[0] = False
+                        self._call.enabled = layout  # the refusal was the size's, not the layout's
+                        warnings.warn(
+                            f"coarse={self.coarse:g}: the model refused a {resize[0]}x{resize[1]} input "
+                            f"({first_line(exc)}); every step runs at the full {height}x{width}",
+                            stacklevel=4,
+                        )
             if out is None:
                 out = self._run(batch, optimising=True)
                 resize = None
