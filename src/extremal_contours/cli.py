@@ -96,7 +96,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--coarse", type=_scale, default=None,
         help="in every phase but the last, the model sees the image resized by this factor per side "
-        "(default 1: off; 0.7 takes 0.8 of the time and keeps less of the class in the mean, docs/TUNING.md round 13)",
+        "(default 1: off; 0.7 takes 0.8 of the time and keeps less of the class, docs/TUNING.md round 13)",
     )  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed of --start-jitter (default 0; without it the result is the same for every seed)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")

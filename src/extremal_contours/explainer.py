@@ -216,8 +216,8 @@ class ExtremalContour:
             per side (antialiased bilinear; the contour, the mask and the perturbation stay at full
             size, and the binary checks, the last phase and the reported scores run at full size).
             The default 1 turns it off; so does ``starts=1`` (a single phase). At 0.7 an explanation
-            takes 0.8 of the time and keeps less of the class, in the mean at every area
-            (``docs/TUNING.md`` round 13): a speed option, like fewer ``iterations``. A model that
+            takes 0.8 of the time and keeps less of the class at every area (``docs/TUNING.md``
+            round 13): a speed option, like fewer ``iterations``. A model that
             refuses the smaller input (a ViT with a fixed input size, say) runs at full size
             instead, with a warning; ``result.cost["coarse_forward_backward"]`` counts the step
             images that ran small.
