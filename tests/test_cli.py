@@ -259,26 +259,9 @@ def test_precision_option_is_recorded_and_counts_as_a_setting(tmp_path, capsys):
     assert "already done" not in capsys.readouterr().err
 
 
-def test_coarse_option_is_recorded_and_checked(tmp_path, capsys):
-    _picture(tmp_path / "p.png", 3)
-    out = tmp_path / "o"
-    assert main(["explain", str(tmp_path / "p.png"), "--coarse", "0.5", "--out", str(out), *RANDOM]) == 0
-    assert json.loads((out / "p" / "explanation.json").read_text())["settings"]["coarse"] == 0.5
-    capsys.readouterr()
-    for bad in ("2", "0", "nan", "half"):
-        with pytest.raises(SystemExit) as exit_:
-            main(["explain", str(tmp_path / "p.png"), "--coarse", bad, "--out", str(out), *RANDOM])
-        err = capsys.readouterr().err
-        assert exit_.value.code == 2 and f"argument --coarse: expected a scale in (0, 1], got '{bad}'" in err
-    assert main(["speed", "--compare", "batching", "--data", str(tmp_path), "--method", "saliency", "--coarse", "0.5", *RANDOM]) == 2
-    assert "--coarse is an option of the contour methods, not of saliency" in capsys.readouterr().err
-
-
 def test_store_settings_key_ignores_a_later_setting_at_its_old_value():
     from extremal_contours.store import settings_key
 
     old = {"harmonics": 8, "iterations": 64}
     assert settings_key(old | {"precision": "float32"}) == settings_key(old)
     assert settings_key(old | {"precision": "bfloat16"}) != settings_key(old)
-    assert settings_key(old | {"coarse": 1.0}) == settings_key(old)
-    assert settings_key(old | {"coarse": 0.7}) != settings_key(old)

@@ -433,12 +433,11 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     _write_atomically(path, json.dumps(data, indent=1, default=str))
 
 
-def speed_table(rows: list[dict[str, str]], floor: dict[str, Any], cheaper: dict[str, str] | None = None) -> str:
+def speed_table(rows: list[dict[str, str]], floor: dict[str, Any], precisions: dict[str, str] | None = None) -> str:
     """Markdown: per method, seconds and passes per image and the overhead ratio, seconds / (its
-    passes x the model's own time per pass from ``floor``, timed at full size in float32);
-    ``cheaper``: the methods whose passes were not those of the floor (another precision, coarse
-    phases), with what made them so (named in their row)."""
-    cheaper = cheaper or {}
+    passes x the model's own time per pass from ``floor``, timed in float32); ``precisions``: the
+    methods that ran the model in another precision (named in their row)."""
+    precisions = precisions or {}
     by: dict[str, list[dict[str, str]]] = defaultdict(list)
     for r in rows:
         by[r["method"]].append(r)
@@ -455,7 +454,7 @@ def speed_table(rows: list[dict[str, str]], floor: dict[str, Any], cheaper: dict
         f = statistics.fmean(float(r["forward_per_image"]) for r in group) * areas
         floor_s = fb * fb_s + f * f_s
         ratio = f"{seconds / floor_s:.2f}" if floor_s > 0 else "-"
-        name = f"{method} ({cheaper[method]}; ratio against the full-size float32 floor)" if method in cheaper else method
+        name = f"{method} ({precisions[method]}; ratio against the float32 floor)" if method in precisions else method
         lines.append(
             f"| {name} | {len({r['image'] for r in group})} | {seconds:.2f} | {fb:.0f} | {f:.0f} | {floor_s:.2f} | {ratio} |"
         )
@@ -734,15 +733,10 @@ def summarise(out: Path, rows: list[dict[str, str]] | None = None, random_target
         text += random_target_table(groups)
     speed_path = out / "speed.json"
     if speed_path.is_file() and rows:
-        cheaper = {}  # methods whose passes differ from the full-size float32 floor
+        precisions = {}  # methods run in another precision than the float32 floor
         for run in record.get("runs", []):
             for method, opts in (run.get("effective_options") or run.get("options") or {}).items():
-                if not isinstance(opts, dict):
-                    continue
-                why = [str(opts["precision"])] if opts.get("precision", "float32") != "float32" else []
-                if float(opts.get("coarse", 1.0)) < 1:
-                    why.append(f"coarse {float(opts['coarse']):g}")
-                if why:
-                    cheaper[method] = ", ".join(why)
-        text += speed_table(rows, json.loads(speed_path.read_text()), cheaper)
+                if isinstance(opts, dict) and opts.get("precision", "float32") != "float32":
+                    precisions[method] = str(opts["precision"])
+        text += speed_table(rows, json.loads(speed_path.read_text()), precisions)
     return text

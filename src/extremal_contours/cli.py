@@ -93,23 +93,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         help="the model's precision while optimising (default float32; bfloat16 is faster where the hardware has it, "
         "the reported scores stay float32)",
     )  # fmt: skip
-    p.add_argument(
-        "--coarse", type=_scale, default=None,
-        help="in every phase but the last, the model sees the image resized by this factor per side "
-        "(default 1: off; 0.7 takes 0.8 of the time and keeps less of the class, docs/TUNING.md round 13)",
-    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed of --start-jitter (default 0; without it the result is the same for every seed)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
-
-
-def _scale(value: str) -> float:
-    try:
-        scale = float(value)
-    except ValueError:
-        scale = math.nan
-    if not 0 < scale <= 1:  # NaN fails too
-        raise argparse.ArgumentTypeError(f"expected a scale in (0, 1], got {value!r}")
-    return scale
 
 
 def _contours(value: str) -> int | str:
@@ -137,7 +122,7 @@ def _explainer(args: argparse.Namespace, loaded: LoadedModel, show_steps: bool =
     """The explainer of the command line's settings; ``show_steps``: its own progress bar (on a
     terminal), for a single picture, where there is no bar over pictures."""
     options: dict[str, Any] = {}
-    for name in ("harmonics", "iterations", "starts", "start_jitter", "precision", "coarse"):
+    for name in ("harmonics", "iterations", "starts", "start_jitter", "precision"):
         if getattr(args, name, None) is not None:
             options[name] = getattr(args, name)
     try:
@@ -519,9 +504,8 @@ def cmd_speed(args: argparse.Namespace) -> int:
             raise UsageError(f"unknown method {args.method!r}; choose from {', '.join(list_explainers())}")
         if not args.data or not Path(args.data).is_dir():
             raise UsageError(f"--compare batching needs --data DIR (a dataset folder), got {args.data!r}")
-        for flag, value in (("--precision", args.precision), ("--coarse", args.coarse)):
-            if value is not None and args.method not in CONTOUR_METHODS:
-                raise UsageError(f"{flag} is an option of the contour methods, not of {args.method}")
+        if args.precision is not None and args.method not in CONTOUR_METHODS:
+            raise UsageError(f"--precision is an option of the contour methods, not of {args.method}")
     loaded = _load(args)
     explainer = _explainer(args, loaded)
     if args.compare == "sweep":
@@ -549,9 +533,8 @@ def cmd_speed(args: argparse.Namespace) -> int:
         options: dict[str, Any] = {"progress": False}
         if args.iterations is not None:
             options["iterations"] = args.iterations
-        for name in ("precision", "coarse"):
-            if getattr(args, name) is not None:
-                options[name] = getattr(args, name)
+        if args.precision is not None:
+            options["precision"] = args.precision
         method = get_explainer(args.method, loaded.model, **options)
         out = compare_batching(lambda xs, ts: method.attribute(xs, target=ts), x, targets)
         print(f"device: {x.device}; method {args.method}; {out['images']} images; options {options}")

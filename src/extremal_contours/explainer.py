@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
@@ -18,7 +17,6 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from . import contour as C
@@ -212,15 +210,6 @@ class ExtremalContour:
             ``"bfloat16"`` (autocast, faster per pass where the hardware has bfloat16 arithmetic:
             recent GPUs, CPUs with AVX512-BF16 or AMX). The scores reported in the result are computed
             in float32 either way; the model itself is not changed.
-        coarse: in every phase but the last, the model sees the perturbed image resized by this factor
-            per side (antialiased bilinear; the contour, the mask and the perturbation stay at full
-            size, and the binary checks, the last phase and the reported scores run at full size).
-            The default 1 turns it off; so does ``starts=1`` (a single phase). At 0.7 an explanation
-            takes 0.8 of the time and keeps less of the class at every area (``docs/TUNING.md``
-            round 13): a speed option, like fewer ``iterations``. A model that
-            refuses the smaller input (a ViT with a fixed input size, say) runs at full size
-            instead, with a warning; ``result.cost["coarse_forward_backward"]`` counts the step
-            images that ran small.
         mean, std: the model's input normalisation, used only to show the images in saved results.
         class_names: names of the model's classes, recorded with results.
         progress: show a progress bar (``None``: only on a terminal).
@@ -260,7 +249,6 @@ class ExtremalContour:
         batch_size: int = 32,
         channels_last: bool | None = None,
         precision: str = "float32",
-        coarse: float = 1.0,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         class_names: Sequence[str] | None = None,
@@ -322,9 +310,6 @@ class ExtremalContour:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.precision = precision
-        if isinstance(coarse, bool) or not (isinstance(coarse, (int, float)) and 0 < coarse <= 1):
-            raise ValueError(f"coarse must be a scale in (0, 1], got {coarse!r}")
-        self.coarse = float(coarse)
         self._call = ModelCall(model, False)
         self.mean, self.std = mean, std
         self.class_names = list(class_names) if class_names is not None else None
@@ -361,7 +346,6 @@ class ExtremalContour:
             "batch_size": self.batch_size,
             "channels_last": self.channels_last,
             "precision": self.precision,
-            "coarse": self.coarse,
         }
 
     # -- model calls ------------------------------------------------------------------------------
@@ -542,7 +526,7 @@ class ExtremalContour:
         self._call = ModelCall(self.model, wants_channels_last(self.channels_last, device))
         n, _, height, width = x.shape
         extent = C.image_extent(height, width)
-        cost: dict[str, Any] = {"step_batches": [], "eval_batches": [], "step_sizes": []}
+        cost = {"step_batches": [], "eval_batches": []}
         m = contours
 
         with torch.no_grad():
@@ -567,14 +551,8 @@ class ExtremalContour:
         group_area = torch.tensor(areas, device=device).repeat(n)
 
         copies = 2 if variant == "dual" else 1
-        # Every phase but the last runs the model on the perturbed image resized by ``coarse`` per side.
-        small = _coarse_size(height, width, self.coarse)
-        coarse_ok: list[bool | None] = [None]  # None: not tried yet; False: the model refused it
-        ran_at = [[height, width]]  # the input size of the last objective's model call
 
-        def objective(
-            rows: _Rows, masks: Tensor, flip: Tensor | None, resize: tuple[int, int] | None = None
-        ) -> tuple[Tensor, Tensor]:
+        def objective(rows: _Rows, masks: Tensor, flip: Tensor | None) -> tuple[Tensor, Tensor]:
             """(objective to maximise, score of the first copy) for masks (R, 1, H, W)."""
             masks = masks.to(dtype)
             parts = []
@@ -586,29 +564,7 @@ class ExtremalContour:
             if flip is not None:
                 flip2 = flip.repeat(len(parts))[:, None, None, None]
                 batch = torch.where(flip2, batch.flip(-1), batch)
-            out = None
-            if resize is not None and coarse_ok[0] is not False:
-                # Resized in float32: CPU antialiasing has no half-precision kernel.
-                shrunk = F.interpolate(batch.float(), size=resize, mode="bilinear", antialias=True, align_corners=False).to(batch.dtype)
-                if coarse_ok[0]:
-                    out = self._run(shrunk, optimising=True)
-                else:
-                    layout = self._call.enabled
-                    try:
-                        out = self._run(shrunk, optimising=True)
-                        coarse_ok[0] = True
-                    except Exception as exc:  # a model with a fixed input size (a ViT, say): full size from now on
-                        coarse_ok[0] = False
-                        self._call.enabled = layout  # the refusal was the size's, not the layout's
-                        warnings.warn(
-                            f"coarse={self.coarse:g}: the model refused a {resize[0]}x{resize[1]} input "
-                            f"({first_line(exc)}); every step runs at the full {height}x{width}",
-                            stacklevel=4,
-                        )
-            if out is None:
-                out = self._run(batch, optimising=True)
-                resize = None
-            ran_at[0] = list(resize or (height, width))
+            out = self._run(batch, optimising=True)
             image2 = rows.image.repeat(len(parts))
             cls = classes[image2] if classes is not None else None
             score = score_fn(out, clean[image2], cls).float()
@@ -734,7 +690,7 @@ class ExtremalContour:
                             k_leaf = raw[sl] * precond
                             masks, pieces, _ = self._draw(part, centre[sl], k_leaf, mix[sl], extent, height, width, edge)
                             flip = (part.flip ^ bool(step % 2)) if self.jitter else None
-                            value, _ = objective(part, masks, flip, small if phase < len(self.phases) - 1 else None)
+                            value, _ = objective(part, masks, flip)
                             loss = -(value / norm[part.image]).sum()
                             if self.spectral:
                                 loss = loss + self.spectral * ((k_leaf * k_leaf).sum(-1) * weights).sum()
@@ -748,7 +704,6 @@ class ExtremalContour:
                             if g is not None:
                                 total_grad += g
                         cost["step_batches"].append(part.image.shape[0] * copies)
-                        cost["step_sizes"].append(ran_at[0])
                         soft.append(value.detach())
                     if family:
                         gc, gk = self._nesting_grad(centre, raw, precond, rows, areas, extent, height, width, edge)
@@ -973,10 +928,6 @@ class ExtremalContour:
         cost["seconds"] = time.perf_counter() - started
         cost["steps"] = self.iterations
         cost["forward_backward"] = sum(cost["step_batches"])
-        # Of those, the images the model saw at the coarse size (0 where it refused it).
-        cost["coarse_forward_backward"] = sum(
-            b for b, size in zip(cost["step_batches"], cost["step_sizes"], strict=True) if list(size) != [height, width]
-        )
         cost["forward"] = sum(cost["eval_batches"])
         label_names = None
         if classes is not None and self.class_names is not None and len(self.class_names) == clean.shape[1]:
@@ -1011,12 +962,6 @@ class ExtremalContour:
             names=tuple(names) if names is not None else None,
             parts=parts,
         )
-
-
-def _coarse_size(height: int, width: int, coarse: float) -> tuple[int, int] | None:
-    """The model's input size in the coarse phases (``None``: full size)."""
-    size = (max(MIN_SIDE, round(height * coarse)), max(MIN_SIDE, round(width * coarse)))
-    return None if size[0] >= height and size[1] >= width else size
 
 
 def _disabled(progress: bool | None) -> bool | None:
@@ -1079,9 +1024,9 @@ def _choose(old: ContourResult, new: ContourResult, better: Tensor) -> ContourRe
         count=torch.where(better, new_parts.count, parts.count),
     )
     cost = dict(old.cost)
-    for key in ("seconds", "forward_backward", "coarse_forward_backward", "forward"):
+    for key in ("seconds", "forward_backward", "forward"):
         cost[key] = old.cost.get(key, 0) + new.cost.get(key, 0)
-    for key in ("step_batches", "eval_batches", "step_sizes"):
+    for key in ("step_batches", "eval_batches"):
         cost[key] = list(old.cost.get(key, [])) + list(new.cost.get(key, []))
     return replace(old, **changes, cost=cost)
 

@@ -61,7 +61,7 @@ def display_images(x: Tensor, mean: Sequence[float] | None, std: Sequence[float]
 
 # Explainer settings added after results were first saved, each with the value those results ran with.
 # A result saved without one ran with that value, so settings are compared with it left out there.
-SETTINGS_ADDED: dict[str, Any] = {"precision": "float32", "coarse": 1.0}
+SETTINGS_ADDED: dict[str, Any] = {"precision": "float32"}
 
 
 def comparable_settings(settings: dict[str, Any]) -> dict[str, Any]:
@@ -172,8 +172,7 @@ class ContourResult:
         history: ``(N, A, T)`` best soft objective per step.
         score: the score's name.
         settings: the explainer's settings.
-        cost: steps, forward+backward images (``coarse_forward_backward`` of them at the coarse size)
-            and forward-only images, seconds; in memory also the per-batch lists (not saved).
+        cost: steps, forward+backward and forward-only images, seconds.
         seed: the seed.
         versions: library versions.
         images: ``(N, 3, H, W)`` uint8 pictures of the inputs, or ``None``.
@@ -359,7 +358,7 @@ class ContourResult:
             "clean": clean,
             "contours": contours,
             "settings": self.settings,
-            "cost": {k: v for k, v in self.cost.items() if not k.endswith(("_batches", "_sizes"))},
+            "cost": {k: v for k, v in self.cost.items() if not k.endswith("_batches")},
             "seed": self.seed,
             "versions": self.versions,
             "meta": self.meta,

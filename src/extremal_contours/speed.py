@@ -38,18 +38,14 @@ def time_passes(
     repeats: int = 3,
     channels_last: bool = False,
     autocast: torch.dtype | None = None,
-    size: tuple[int, int] | None = None,
 ) -> float:
     """Median seconds of one forward (+ backward to the input) of a batch of ``batch`` inputs like the
     explainer's: ``x[:1]`` blurred outside random discs of area 0.1 (each row different; on CPU the
     model is measurably faster on identical copies of one clean image than on such a batch), in the
     channels-last layout if ``channels_last`` (as the explainer feeds it), under autocast to
-    ``autocast`` if given (the explainer's ``precision``), resized to ``size`` if given (the
-    explainer's coarse phases)."""
+    ``autocast`` if given (the explainer's ``precision``)."""
     device = x.device
     inp = _typical_inputs(x[:1], batch)
-    if size is not None and tuple(size) != tuple(inp.shape[-2:]):
-        inp = torch.nn.functional.interpolate(inp, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
     if channels_last:
         inp = inp.contiguous(memory_format=torch.channels_last)
     times = []
@@ -96,7 +92,6 @@ class OverheadReport:
     steps: int
     forward_backward: int
     forward: int
-    coarse_passes: int
     device: str
     settings: dict
 
@@ -119,11 +114,10 @@ class OverheadReport:
 
     def text(self) -> str:
         layout = "channels-last" if self.channels_last else "contiguous"
-        coarse = f" ({self.coarse_passes} of them at {self.settings.get('coarse', 1.0):g} of the size per side)" if self.coarse_passes else ""
         return "\n".join(
             [
                 f"device: {self.device}; model inputs: {layout}; precision: {self.settings.get('precision', 'float32')}",
-                f"steps: {self.steps}; images through forward+backward: {self.forward_backward}{coarse}; forward only: {self.forward}",
+                f"steps: {self.steps}; images through forward+backward: {self.forward_backward}; forward only: {self.forward}",
                 f"attribute wall time (s): {', '.join(f'{w:.2f}' for w in self.wall)}",
                 f"model time, all passes (s): {', '.join(f'{m:.2f}' for m in self.model_time)}",
                 f"model time, forward+backward steps only (s): {', '.join(f'{s:.2f}' for s in self.step_time)}",
@@ -153,14 +147,13 @@ def measure_overhead(
         result = explainer.attribute(x, target, areas=areas)
         _sync(device)
         wall.append(time.perf_counter() - start)
-        sizes = [tuple(s) for s in result.cost["step_sizes"]]
-        steps = Counter(zip(result.cost["step_batches"], sizes, strict=True))
+        steps = Counter(result.cost["step_batches"])
         evals = Counter(result.cost["eval_batches"])
         with _eval_mode(model) if isinstance(model, torch.nn.Module) else nullcontext():
-            fb = sum(n * time_passes(model, x, b, True, channels_last=layout, autocast=low, size=s) for (b, s), n in steps.items())
+            fb = sum(n * time_passes(model, x, b, True, channels_last=layout, autocast=low) for b, n in steps.items())
             # Forward-only passes all in the explainer's precision (its few float32 ones, the clean and final scores, too).
             f = sum(n * time_passes(model, x, b, False, channels_last=layout, autocast=low) for b, n in evals.items())
-            plain = fb if not (layout or low) else sum(n * time_passes(model, x, b, True, size=s) for (b, s), n in steps.items())
+            plain = fb if not (layout or low) else sum(n * time_passes(model, x, b, True) for b, n in steps.items())
         step_time.append(fb)
         plain_step_time.append(plain)
         model_time.append(fb + f)
@@ -174,7 +167,6 @@ def measure_overhead(
         steps=result.cost["steps"],
         forward_backward=result.cost["forward_backward"],
         forward=result.cost["forward"],
-        coarse_passes=result.cost["coarse_forward_backward"],
         device=str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else f" ({torch.get_num_threads()} threads)"),
         settings=explainer.settings(),
     )
