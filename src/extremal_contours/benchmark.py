@@ -18,7 +18,6 @@ import statistics
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -347,7 +346,7 @@ def model_floor(model: Any, x: torch.Tensor, batch: int = FLOOR_BATCH) -> dict[s
     from .speed import time_passes
 
     layout = wants_channels_last(None, x.device)
-    with _eval_mode(model) if isinstance(model, torch.nn.Module) else nullcontext():
+    with _eval_mode(model):
         fb = time_passes(model, x, batch, True, channels_last=layout) / batch
         f = time_passes(model, x, batch, False, channels_last=layout) / batch
     return {

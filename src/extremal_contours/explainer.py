@@ -39,8 +39,12 @@ MIN_SIDE = 16
 
 
 @contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Run the model in eval mode and restore every module's own ``training`` flag after."""
+def _eval_mode(model: Callable[..., Any]) -> Iterator[None]:
+    """Run the model in eval mode and restore every module's own ``training`` flag after (a plain
+    callable, which has no such flags, runs as it is)."""
+    if not isinstance(model, nn.Module):
+        yield
+        return
     flags = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
@@ -467,11 +471,9 @@ class ExtremalContour:
             raise ValueError(f"contours must be a count >= 1 or 'auto', got {contours!r}")
         if contours != 1 and self.nesting > 0 and len(areas) > 1:
             raise ValueError("nested sweeps use one contour per region; use contours=1 with nesting")
-        model = self.model
-        context = _eval_mode(model) if isinstance(model, nn.Module) else nullcontext()
         # Gradients are the method: run with autograd on even when called under no_grad or
         # inference_mode (x is copied out of an inference tensor by _attribute).
-        with context, torch.inference_mode(False), torch.enable_grad():
+        with _eval_mode(self.model), torch.inference_mode(False), torch.enable_grad():
             if contours != "auto":
                 result = self._attribute(x, target, areas, variant, seed, names, started, int(contours))
                 return replace(result, settings={**result.settings, "contours": contours})

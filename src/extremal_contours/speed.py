@@ -13,7 +13,6 @@ import statistics
 import time
 from collections import Counter
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -149,7 +148,7 @@ def measure_overhead(
         wall.append(time.perf_counter() - start)
         steps = Counter(result.cost["step_batches"])
         evals = Counter(result.cost["eval_batches"])
-        with _eval_mode(model) if isinstance(model, torch.nn.Module) else nullcontext():
+        with _eval_mode(model):
             fb = sum(n * time_passes(model, x, b, True, channels_last=layout, autocast=low) for b, n in steps.items())
             # Forward-only passes all in the explainer's precision (its few float32 ones, the clean and final scores, too).
             f = sum(n * time_passes(model, x, b, False, channels_last=layout, autocast=low) for b, n in evals.items())

@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -282,8 +281,7 @@ class ExtremalPerturbation:
         areas = tuple(float(a) for a in areas)
         if not areas or any(not (0.0 < a < 1.0) for a in areas):
             raise ValueError(f"areas must be fractions in (0, 1), got {areas}")
-        context = _eval_mode(self.model) if isinstance(self.model, nn.Module) else nullcontext()
-        with context:
+        with _eval_mode(self.model):
             return self._attribute(x, target, areas, variant)
 
     def _attribute(self, x: Tensor, target: Any, areas: tuple[float, ...], variant: str) -> PerturbationResult:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,8 +86,7 @@ class _Method:
         device, dtype = _model_place(self.model, x)
         x = x.detach().to(device=device, dtype=dtype)
         started = time.perf_counter()
-        context = _eval_mode(self.model) if isinstance(self.model, nn.Module) else nullcontext()
-        with context:
+        with _eval_mode(self.model):
             result = self._attribute(x, target, **kwargs)
         maps = result.pop("maps").detach().float().cpu()
         return Attribution(method=self.name, maps=maps, seconds=time.perf_counter() - started, settings=dict(self.options), **result)
