@@ -164,3 +164,12 @@ def test_contour_map_is_the_importance_map_of_a_nested_sweep():
     # The map's top 15% is the region of area 0.15 (nested sweep: smaller regions sit inside it).
     top = got.maps[0, 0] >= 1 - 0.15
     assert (top == got.masks[0, 0, 0]).float().mean() > 0.97
+
+
+def test_baselines_take_a_plain_function_model():
+    net = TinyNet(seed=1).eval()
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    for name in ("saliency", "extremal_perturbation"):
+        options = {"iterations": 4} if name == "extremal_perturbation" else {}
+        out = get_explainer(name, lambda inp: net(inp), **options).attribute(x, target=1)
+        assert out.maps.shape[-2:] == (32, 32) and torch.isfinite(out.maps).all()

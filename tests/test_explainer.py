@@ -406,3 +406,15 @@ def test_a_callers_autocast_leaves_the_reported_scores_in_float32(images):
     with torch.no_grad():
         p = spy.net(keep).softmax(1)[torch.arange(2), result.classes]
     torch.testing.assert_close(result.preserve_probability[:, 0], p, rtol=1e-4, atol=1e-6)
+
+
+def test_a_plain_function_model_is_explained_and_left_as_it_is(images):
+    net = TinyNet(seed=2).train()  # a module in training mode, hidden behind a function
+
+    def model(x: torch.Tensor) -> torch.Tensor:
+        return net(x)
+
+    torch.manual_seed(0)
+    result = ExtremalContour(model, **FAST).attribute(images, target=[1, 3])
+    assert (result.visible_area - 0.1).abs().max() < 0.01 and torch.isfinite(result.preserve_score).all()
+    assert net.training  # nothing reached through the function was switched to eval
