@@ -118,13 +118,15 @@ def _at_least(flag: str, value: int, low: int) -> None:
         raise UsageError(f"{flag} must be >= {low}, got {value}")
 
 
+def _given(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
+    """The options among ``names`` that the command line set (the rest keep the library's defaults)."""
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
 def _explainer(args: argparse.Namespace, loaded: LoadedModel, show_steps: bool = False) -> ExtremalContour:
     """The explainer of the command line's settings; ``show_steps``: its own progress bar (on a
     terminal), for a single picture, where there is no bar over pictures."""
-    options: dict[str, Any] = {}
-    for name in ("harmonics", "iterations", "starts", "start_jitter", "precision"):
-        if getattr(args, name, None) is not None:
-            options[name] = getattr(args, name)
+    options = _given(args, ("harmonics", "iterations", "starts", "start_jitter", "precision"))
     try:
         return ExtremalContour(
             loaded.model,
@@ -530,11 +532,7 @@ def cmd_speed(args: argparse.Namespace) -> int:
         samples = list(open_dataset(args.data))[:: max(1, args.stride)][: args.images]
         x = torch.cat([loaded.preprocess(load_image(s.path)[0], "center") for s in samples])
         targets = torch.tensor([s.label for s in samples]) if all(s.label is not None for s in samples) else None
-        options: dict[str, Any] = {"progress": False}
-        if args.iterations is not None:
-            options["iterations"] = args.iterations
-        if args.precision is not None:
-            options["precision"] = args.precision
+        options = {"progress": False, **_given(args, ("iterations", "precision"))}
         method = get_explainer(args.method, loaded.model, **options)
         out = compare_batching(lambda xs, ts: method.attribute(xs, target=ts), x, targets)
         print(f"device: {x.device}; method {args.method}; {out['images']} images; options {options}")
