@@ -128,6 +128,12 @@ def test_benchmark_faithfulness_columns(dataset, loaded, tmp_path):
     assert [r["faithfulness_correlation"] for r in _rows(tmp_path / "g" / "maps.csv")] != [r["faithfulness_correlation"] for r in maps]
     with pytest.raises(BenchmarkMismatch, match="faithfulness_subset=224"):
         run_benchmark(dataclasses.replace(other, out=out), loaded, progress=False, log=lambda m: None)
+    # Quantus' protocol gives other correlations too, and may not continue a folder made with blur.
+    quantus = dataclasses.replace(config, out=tmp_path / "q", faithfulness_protocol="quantus")
+    run_benchmark(quantus, loaded, progress=False, log=lambda m: None)
+    assert [r["faithfulness_correlation"] for r in _rows(tmp_path / "q" / "maps.csv")] != [r["faithfulness_correlation"] for r in maps]
+    with pytest.raises(BenchmarkMismatch, match="faithfulness_protocol='blur'"):
+        run_benchmark(dataclasses.replace(quantus, out=out), loaded, progress=False, log=lambda m: None)
 
 
 def test_random_targets_are_never_the_prediction_and_repeat(dataset, loaded, tmp_path):

@@ -73,6 +73,48 @@ def test_hand_values_and_ties():
     assert torch.isnan(M.relevance_mass(peak, torch.zeros_like(box))).all()
 
 
+def test_faithfulness_correlation_equals_quantus_on_the_same_subsets(quantus, tiny):
+    """Quantus' defaults (black = each image's minimum, subsets of C*H*W values, logits), with its draws
+    replayed from numpy's seed."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(2, 3, 40, 48, generator=g) * 2 - 1
+    maps = torch.rand(2, 1, 40, 48, generator=g)
+    classes = torch.tensor([1, 3])
+    runs, size = 20, 300
+    np.random.seed(0)
+    metric = quantus.FaithfulnessCorrelation(nr_runs=runs, subset_size=size, disable_warnings=True, return_aggregate=False)
+    expected = np.asarray(
+        metric(model=tiny, x_batch=x.numpy(), y_batch=classes.numpy(), a_batch=maps.numpy(), device="cpu"), dtype=float
+    )
+    np.random.seed(0)
+    draws = []
+    for _ in range(runs):
+        draws.append([np.random.choice(x[0].numel(), size, replace=False) for _ in range(2)])
+        np.random.uniform(size=2)  # Quantus also draws a "uniform" baseline per image each run, unused with "black"
+    subsets = torch.from_numpy(np.array(draws)).permute(1, 0, 2)  # (N, runs, subset)
+    ours = M.faithfulness_correlation(
+        tiny, x, maps, classes, runs=runs, subset=size, baseline="black", features="elements", subsets=subsets
+    )
+    np.testing.assert_allclose(ours.numpy(), expected, rtol=1e-4, atol=1e-5)
+    assert np.abs(expected).max() > 0.05  # not a degenerate case
+    # Our default (blurred pixels) is another protocol, and gives other values.
+    assert not torch.allclose(ours, M.faithfulness_correlation(tiny, x, maps, classes, runs=runs, subset=size))
+
+
+def test_faithfulness_correlation_rejects_bad_options(tiny):
+    x, maps, classes = torch.rand(1, 3, 8, 8), torch.rand(1, 1, 8, 8), torch.tensor([0])
+    with pytest.raises(ValueError, match="baseline"):
+        M.faithfulness_correlation(tiny, x, maps, classes, baseline="white")
+    with pytest.raises(ValueError, match="features"):
+        M.faithfulness_correlation(tiny, x, maps, classes, features="channels")
+    with pytest.raises(ValueError, match="subset must be between"):
+        M.faithfulness_correlation(tiny, x, maps, classes, subset=64)
+    with pytest.raises(ValueError, match="subsets must have shape"):
+        M.faithfulness_correlation(tiny, x, maps, classes, runs=2, subset=4, subsets=torch.zeros(1, 3, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="subsets index"):
+        M.faithfulness_correlation(tiny, x, maps, classes, runs=2, subset=4, subsets=torch.full((1, 2, 4), 64))
+
+
 def test_faithfulness_and_insertion_deletion_rank_a_good_map_above_a_bad_one():
     x, disc = disc_image()
     model = BrightSpot()

@@ -33,7 +33,7 @@ from .images import ImageError, load_image
 from .models import LoadedModel
 from .perturbation import Perturbation
 
-__all__ = ["FIELDS", "SEEDED", "BenchmarkConfig", "BenchmarkMismatch", "run_benchmark", "summarise"]
+__all__ = ["FAITHFULNESS_PROTOCOLS", "FIELDS", "SEEDED", "BenchmarkConfig", "BenchmarkMismatch", "run_benchmark", "summarise"]
 
 #: Per (method, image, seed): metrics of the attribution map itself.
 MAP_FIELDS = [
@@ -43,6 +43,11 @@ MAP_FIELDS = [
 
 #: Methods whose result depends on the seed (the others run once).
 SEEDED = ("contour", "contour_map", "rise")
+#: The faithfulness correlation's replacement of a random subset (``--faithfulness-protocol``).
+FAITHFULNESS_PROTOCOLS: dict[str, dict[str, str]] = {
+    "blur": {"baseline": "blur", "features": "pixels"},
+    "quantus": {"baseline": "black", "features": "elements"},
+}
 
 #: Options that make a seed really change the run, for methods that are deterministic by default.
 #: EVALUATION.md: run-to-run consistency compares runs whose starts the seed moves (by up to 10% of
@@ -74,6 +79,10 @@ class BenchmarkConfig:
     #: Pixels per random subset of the faithfulness correlation (Quantus' default 224, about 0.4%
     #: of a 224 x 224 image; ``docs/BENCHMARKS.md`` section 9g measures larger ones).
     faithfulness_subset: int = 224
+    #: How the faithfulness correlation replaces a subset: ``"blur"`` (pixels, all channels, by the
+    #: most blurred level of the methods' own perturbation) or ``"quantus"`` (Quantus' defaults:
+    #: single values of the C x H x W input, by the image's minimum).
+    faithfulness_protocol: str = "blur"
     #: Adversarial-artifact check: explain a seeded random class the model does not predict.
     random_target: bool = False
     #: Where the model's weights came from (a path, ``"random"``, or ``None`` for the model's own):
@@ -377,6 +386,7 @@ def _check_run(out: Path, config: BenchmarkConfig, loaded: LoadedModel, log: Cal
         "random_target": bool(config.random_target),
         "resize": config.resize,
         "faithfulness_subset": config.faithfulness_subset,
+        "faithfulness_protocol": config.faithfulness_protocol,
     }
     path = out / "run.json"
     has_rows = any(p.is_file() and p.stat().st_size for p in [out / "per_image.csv", *out.glob("shards/rank*/per_image.csv")])
@@ -566,7 +576,8 @@ def _map_metrics(
     if config.faithfulness:
         device = x.device
         values["faithfulness_correlation"] = M.faithfulness_correlation(
-            model, x, maps.to(device), classes, subset=config.faithfulness_subset, seed=seed
+            model, x, maps.to(device), classes, subset=config.faithfulness_subset, seed=seed,
+            **FAITHFULNESS_PROTOCOLS[config.faithfulness_protocol],
         ).tolist()
         auc = M.insertion_deletion(model, x, maps.to(device), classes)
         values["insertion_auc"] = auc["insertion"].tolist()

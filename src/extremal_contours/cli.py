@@ -612,6 +612,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         options=options,
         faithfulness=args.faithfulness,
         faithfulness_subset=args.faithfulness_subset,
+        faithfulness_protocol=args.faithfulness_protocol,
         random_target=args.random_target,
         weights=_weights_source(args),
     )
@@ -688,7 +689,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--option", action="append", default=[], metavar="METHOD.NAME=VALUE", help="a method option, e.g. contour.iterations=32")
     p.add_argument("--random-target", action="store_true", help="adversarial-artifact check: explain a seeded random class the model does not predict")
     p.add_argument("--faithfulness", action="store_true", help="also faithfulness correlation and insertion/deletion AUC (~170 passes per image and method)")
-    p.add_argument("--faithfulness-subset", type=int, default=224, help="pixels per random subset of the faithfulness correlation (default 224, as Quantus)")
+    p.add_argument("--faithfulness-subset", type=int, default=224, help="pixels (or values, with --faithfulness-protocol quantus) per random subset of the faithfulness correlation (default 224, as Quantus)")
+    p.add_argument(
+        "--faithfulness-protocol", choices=("blur", "quantus"), default="blur",
+        help="faithfulness subsets: pixels replaced by the most blurred image (blur, default), or single input values replaced by the image's minimum (quantus: Quantus' defaults)",
+    )  # fmt: skip
     p.add_argument("--out", default="benchmark", help="output folder (re-running continues)")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default {DEFAULT_MODEL}; torchvision/timm names with --weights)")
     p.add_argument("--weights", default=None, help="state-dict file for --model ('random': random weights, for testing)")

@@ -242,30 +242,65 @@ def faithfulness_correlation(
     *,
     runs: int = 100,
     subset: int = 224,
-    baseline: Tensor | None = None,
+    baseline: str | Tensor = "blur",
+    features: str = "pixels",
+    subsets: Tensor | None = None,
     seed: int = 0,
     batch_size: int = 32,
 ) -> Tensor:
-    """Pearson correlation, over ``runs`` random pixel subsets of ``subset`` pixels, between the drop
-    of the class logit when the subset is replaced by ``baseline`` and the attribution summed over
-    the subset, ``(N,)`` (Bhatt et al.; Quantus' defaults: 100 runs of 224 pixels). ``baseline``
-    defaults to the most blurred level of the blur pyramid (the methods' own perturbation). Seeded."""
-    n, _, h, w = x.shape
-    if baseline is None:
-        baseline = _most_blurred(x)
+    """Pearson correlation, over ``runs`` random subsets, between the drop of the class logit when the
+    subset is replaced by ``baseline`` and the attribution summed over the subset, ``(N,)`` (Bhatt et
+    al.). Seeded.
+
+    Args:
+        runs, subset: how many subsets, and how many features each (Quantus: 100 of 224).
+        baseline: ``"blur"`` (the most blurred level of the blur pyramid, the methods' own
+            perturbation), ``"black"`` (each image's minimum value, Quantus' default) or a tensor
+            shaped like ``x``.
+        features: ``"pixels"`` (a subset is ``subset`` pixels, all channels) or ``"elements"`` (a subset
+            is ``subset`` of the ``C * H * W`` input values, each attributed its pixel's value, as
+            Quantus draws them).
+        subsets: ``(N, runs, subset)`` indices of the features to replace (pixels ``h * W + w`` or
+            elements ``(c * H + h) * W + w``), instead of drawing them from ``seed``: reproduces
+            another implementation's draws.
+
+    ``baseline="black", features="elements"`` is Quantus' ``FaithfulnessCorrelation`` with its
+    defaults (tested equal on the same subsets)."""
+    n, c, h, w = x.shape
+    if features not in ("pixels", "elements"):
+        raise ValueError(f"features must be 'pixels' or 'elements', got {features!r}")
+    if isinstance(baseline, str):
+        if baseline == "blur":
+            baseline = _most_blurred(x)
+        elif baseline == "black":
+            baseline = x.amin((1, 2, 3), keepdim=True).expand_as(x)
+        else:
+            raise ValueError(f"baseline must be 'blur', 'black' or a tensor like the images, got {baseline!r}")
+    elif baseline.shape != x.shape:
+        raise ValueError(f"baseline has shape {tuple(baseline.shape)}; the images have {tuple(x.shape)}")
+    units = h * w if features == "pixels" else c * h * w
+    if subsets is not None:
+        if tuple(subsets.shape) != (n, runs, subset):
+            raise ValueError(f"subsets must have shape {(n, runs, subset)}, got {tuple(subsets.shape)}")
+        if subsets.numel() and not 0 <= int(subsets.min()) <= int(subsets.max()) < units:
+            raise ValueError(f"subsets index {features} from 0 to {units - 1}; got {int(subsets.min())} to {int(subsets.max())}")
+    if not 1 < subset < units:
+        raise ValueError(f"subset must be between 2 and {units - 1} {features}, got {subset}")
     g = torch.Generator().manual_seed(seed)
     a = _flat(maps).double().cpu()
     clean = _class_scores(model, x, classes, batch_size, probability=False).double().cpu()
     out = torch.empty(n)
     for i in range(n):
-        picks = torch.stack([torch.randperm(h * w, generator=g)[:subset] for _ in range(runs)])  # (runs, subset)
-        keep = torch.ones(runs, h * w, dtype=x.dtype)
-        keep.scatter_(1, picks, 0.0)
-        keep = keep.view(runs, 1, h, w).to(x.device)
+        if subsets is not None:
+            picks = subsets[i].long().cpu()
+        else:
+            picks = torch.stack([torch.randperm(units, generator=g)[:subset] for _ in range(runs)])  # (runs, subset)
+        keep = torch.ones(runs, units, dtype=x.dtype).scatter_(1, picks, 0.0)
+        keep = keep.view(runs, -1, h, w).to(x.device)
         batch = x[i : i + 1] * keep + baseline[i : i + 1] * (1 - keep)
         scores = _class_scores(model, batch, classes[i].expand(runs), batch_size, probability=False).double().cpu()
         drop = clean[i] - scores
-        attributed = a[i][picks].sum(1)
+        attributed = a[i][picks % (h * w)].sum(1)
         out[i] = float(torch.corrcoef(torch.stack([attributed, drop]))[0, 1])
     return out
 
