@@ -76,8 +76,8 @@ class BenchmarkConfig:
     #: Also compute faithfulness correlation and insertion/deletion AUC (about 170 forward passes
     #: per image and method).
     faithfulness: bool = False
-    #: Pixels per random subset of the faithfulness correlation (Quantus' default 224, about 0.4%
-    #: of a 224 x 224 image; ``docs/BENCHMARKS.md`` section 9g measures larger ones).
+    #: Pixels (values, with the "quantus" protocol) per random subset of the faithfulness correlation (Quantus' default 224;
+    #: ``docs/BENCHMARKS.md`` section 9g measures larger ones).
     faithfulness_subset: int = 224
     #: How the faithfulness correlation replaces a subset: ``"blur"`` (pixels, all channels, by the
     #: most blurred level of the methods' own perturbation) or ``"quantus"`` (Quantus' defaults:
