@@ -659,6 +659,16 @@ def random_target_table(groups: dict[tuple[str, str], list[dict[str, str]]], lik
     )
 
 
+def _faithfulness_note(rows: list[dict[str, str]], record: dict[str, Any]) -> str:
+    """How the faithfulness correlation of these rows replaced its subsets (from ``run.json``)."""
+    if not any(r.get("faithfulness_correlation") not in (None, "", "nan") for r in rows):
+        return ""
+    size = record.get("faithfulness_subset", 224)
+    if record.get("faithfulness_protocol", "blur") == "quantus":
+        return f" Faithfulness correlation: 100 subsets of {size} input values each set to the image's minimum (Quantus' protocol)."
+    return f" Faithfulness correlation: 100 subsets of {size} pixels each replaced by the most blurred image."
+
+
 def summarise(out: Path, rows: list[dict[str, str]] | None = None, random_target: bool | None = None) -> str:
     """Markdown tables from ``per_image.csv`` (its ``rows`` when already read) and, where they
     exist, ``consistency.csv`` and ``maps.csv``; the adversarial-artifact table for a
@@ -706,6 +716,8 @@ def summarise(out: Path, rows: list[dict[str, str]] | None = None, random_target
             runs = next(r["runs"] for r in ious if r["method"] == method and r["area"] == area)
             table.append(f"| {method} | {area} | {len(values)} | {runs} | {mean:.3f} [{lo:.3f}, {hi:.3f}] |")
         text += "\n## Run-to-run consistency\n\n" + "\n".join(table) + "\n"
+    run_path = out / "run.json"
+    record = json.loads(run_path.read_text()) if run_path.is_file() else {}
     maps_path = out / "maps.csv"
     if maps_path.is_file():
         rows_m = _read_rows(maps_path)
@@ -731,12 +743,12 @@ def summarise(out: Path, rows: list[dict[str, str]] | None = None, random_target
         text += (
             "\n## Attribution maps (mean [95% CI]; localisation only where boxes exist)\n\n"
             "Contour and dense EP maps are their binary regions at the benchmark's areas (averaged when several); "
-            "contour_map is the importance map of a nested area sweep.\n\n"
+            "contour_map is the importance map of a nested area sweep."
+            + _faithfulness_note(rows_m, record)
+            + "\n\n"
             + "\n".join(table)
             + "\n"
         )
-    run_path = out / "run.json"
-    record = json.loads(run_path.read_text()) if run_path.is_file() else {}
     if random_target is None:
         random_target = bool(record.get("random_target"))
     if random_target and rows:
