@@ -134,6 +134,12 @@ def test_benchmark_faithfulness_columns(dataset, loaded, tmp_path):
     assert [r["faithfulness_correlation"] for r in _rows(tmp_path / "q" / "maps.csv")] != [r["faithfulness_correlation"] for r in maps]
     with pytest.raises(BenchmarkMismatch, match="faithfulness_protocol='blur'"):
         run_benchmark(dataclasses.replace(quantus, out=out), loaded, progress=False, log=lambda m: None)
+    # A folder from before the protocol was recorded was made with blur: it refuses Quantus' protocol too.
+    record = json.loads((out / "run.json").read_text())
+    del record["faithfulness_protocol"]
+    (out / "run.json").write_text(json.dumps(record))
+    with pytest.raises(BenchmarkMismatch, match="faithfulness_protocol='blur'"):
+        run_benchmark(dataclasses.replace(quantus, out=out), loaded, progress=False, log=lambda m: None)
     # Each summary says how its subsets were replaced.
     assert "100 subsets of 224 pixels each replaced by the most blurred image" in (out / "summary.md").read_text()
     assert "100 subsets of 224 input values each set to the image's minimum" in (tmp_path / "q" / "summary.md").read_text()

@@ -97,6 +97,16 @@ def test_faithfulness_correlation_equals_quantus_on_the_same_subsets(quantus, ti
     )
     np.testing.assert_allclose(ours.numpy(), expected, rtol=1e-4, atol=1e-5)
     assert np.abs(expected).max() > 0.05  # not a degenerate case
+    # A map with one value per input value (C x H x W) is read value by value, as Quantus does.
+    maps3 = torch.rand(2, 3, 40, 48, generator=g)
+    np.random.seed(0)
+    expected3 = np.asarray(
+        metric(model=tiny, x_batch=x.numpy(), y_batch=classes.numpy(), a_batch=maps3.numpy(), device="cpu"), dtype=float
+    )
+    ours3 = M.faithfulness_correlation(
+        tiny, x, maps3, classes, runs=runs, subset=size, baseline="black", features="elements", subsets=subsets
+    )
+    np.testing.assert_allclose(ours3.numpy(), expected3, rtol=1e-4, atol=1e-5)
     # Our default (blurred pixels) is another protocol, and gives other values.
     assert not torch.allclose(ours, M.faithfulness_correlation(tiny, x, maps, classes, runs=runs, subset=size))
 
@@ -113,6 +123,14 @@ def test_faithfulness_correlation_rejects_bad_options(tiny):
         M.faithfulness_correlation(tiny, x, maps, classes, runs=2, subset=4, subsets=torch.zeros(1, 3, 4, dtype=torch.long))
     with pytest.raises(ValueError, match="subsets index"):
         M.faithfulness_correlation(tiny, x, maps, classes, runs=2, subset=4, subsets=torch.full((1, 2, 4), 64))
+    with pytest.raises(ValueError, match="integer indices"):
+        M.faithfulness_correlation(tiny, x, maps, classes, runs=2, subset=4, subsets=torch.full((1, 2, 4), 2.7))
+    with pytest.raises(ValueError, match="repeat an index"):
+        M.faithfulness_correlation(tiny, x, maps, classes, runs=2, subset=4, subsets=torch.tensor([[[0, 1, 2, 3], [5, 6, 5, 7]]]))
+    with pytest.raises(ValueError, match="runs must be >= 2"):
+        M.faithfulness_correlation(tiny, x, maps, classes, runs=1, subset=4)
+    with pytest.raises(ValueError, match="one value per pixel; got"):
+        M.faithfulness_correlation(tiny, x, torch.rand(1, 3, 8, 8), classes, subset=4)
 
 
 def test_faithfulness_and_insertion_deletion_rank_a_good_map_above_a_bad_one():

@@ -43,6 +43,8 @@ MAP_FIELDS = [
 
 #: Methods whose result depends on the seed (the others run once).
 SEEDED = ("contour", "contour_map", "rise")
+#: Settings that ``run.json`` did not always record, and what every run made before then used.
+_BEFORE_RECORDED: dict[str, Any] = {"faithfulness_subset": 224, "faithfulness_protocol": "blur"}
 #: The faithfulness correlation's replacement of a random subset (``--faithfulness-protocol``).
 FAITHFULNESS_PROTOCOLS: dict[str, dict[str, str]] = {
     "blur": {"baseline": "blur", "features": "pixels"},
@@ -398,8 +400,10 @@ def _check_run(out: Path, config: BenchmarkConfig, loaded: LoadedModel, log: Cal
         except ValueError:
             raise BenchmarkMismatch(f"{path} is damaged; its settings cannot be checked (remove it to continue, or use another --out)") from None
         for key, value in fixed.items():
-            if key in record and record[key] != value:
-                raise BenchmarkMismatch(f"{out} holds rows made with {key}={record[key]!r}, not {value!r}; use another --out")
+            # Folders made before a setting existed were made with its only value then.
+            made = record.get(key, _BEFORE_RECORDED.get(key, value))
+            if made != value:
+                raise BenchmarkMismatch(f"{out} holds rows made with {key}={made!r}, not {value!r}; use another --out")
     elif (out / "per_image.csv").is_file():
         log(f"warning: {out} has rows but no run.json (an older version wrote it); its settings cannot be checked")
     return fixed

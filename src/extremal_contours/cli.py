@@ -597,8 +597,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
                 raise UsageError(f"--option {method}.*: {first_line(exc)}") from exc
     if not Path(args.data).is_dir():
         raise UsageError(f"--data {args.data} is not a folder")
-    if args.faithfulness_subset < 2:
-        raise UsageError(f"--faithfulness-subset must be >= 2 pixels, got {args.faithfulness_subset}")
+    if args.faithfulness_subset < 1:
+        raise UsageError(f"--faithfulness-subset must be >= 1, got {args.faithfulness_subset}")
     loaded = _load(args)
     config = BenchmarkConfig(
         data=Path(args.data),

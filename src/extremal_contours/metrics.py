@@ -260,12 +260,15 @@ def faithfulness_correlation(
         features: ``"pixels"`` (a subset is ``subset`` pixels, all channels) or ``"elements"`` (a subset
             is ``subset`` of the ``C * H * W`` input values, each attributed its pixel's value, as
             Quantus draws them).
-        subsets: ``(N, runs, subset)`` indices of the features to replace (pixels ``h * W + w`` or
-            elements ``(c * H + h) * W + w``), instead of drawing them from ``seed``: reproduces
-            another implementation's draws.
+        subsets: ``(N, runs, subset)`` integer indices of the features to replace, distinct within a
+            subset (pixels ``h * W + w``, or values ``(c * H + h) * W + w``), instead of drawing them from
+            ``seed``: reproduces another implementation's draws (Quantus draws ``subset`` per image
+            for each run, batch by batch of its ``batch_size``, 64 by default).
 
-    ``baseline="black", features="elements"`` is Quantus' ``FaithfulnessCorrelation`` with its
-    defaults (tested equal on the same subsets)."""
+    Maps hold one value per pixel (``(N, 1, H, W)`` or ``(N, H, W)``); with ``features="elements"``
+    also one per input value (``(N, C, H, W)``). ``baseline="black", features="elements"`` follows
+    Quantus' ``FaithfulnessCorrelation`` with its defaults: the same values as Quantus when given
+    Quantus' subsets (tested), other random subsets otherwise."""
     n, c, h, w = x.shape
     if features not in ("pixels", "elements"):
         raise ValueError(f"features must be 'pixels' or 'elements', got {features!r}")
@@ -278,21 +281,31 @@ def faithfulness_correlation(
             raise ValueError(f"baseline must be 'blur', 'black' or a tensor like the images, got {baseline!r}")
     elif baseline.shape != x.shape:
         raise ValueError(f"baseline has shape {tuple(baseline.shape)}; the images have {tuple(x.shape)}")
+    baseline = baseline.to(x)
     units = h * w if features == "pixels" else c * h * w
+    a = _flat(maps).double().cpu()
+    if a.shape[1] not in (h * w, units):
+        raise ValueError(f"maps must hold one value per pixel{' or per input value' if units > h * w else ''}; got {tuple(maps.shape)} for images {tuple(x.shape)}")
+    if runs < 2:
+        raise ValueError(f"runs must be >= 2 to correlate, got {runs}")
+    if not 1 <= subset < h * w:
+        raise ValueError(f"subset must be between 1 and {h * w - 1} (below the pixel count, as Quantus), got {subset}")
     if subsets is not None:
         if tuple(subsets.shape) != (n, runs, subset):
             raise ValueError(f"subsets must have shape {(n, runs, subset)}, got {tuple(subsets.shape)}")
+        if subsets.is_floating_point() or subsets.is_complex() or subsets.dtype == torch.bool:
+            raise ValueError(f"subsets must hold integer indices, got {subsets.dtype}")
+        subsets = subsets.long().cpu()
         if subsets.numel() and not 0 <= int(subsets.min()) <= int(subsets.max()) < units:
             raise ValueError(f"subsets index {features} from 0 to {units - 1}; got {int(subsets.min())} to {int(subsets.max())}")
-    if not 1 < subset < units:
-        raise ValueError(f"subset must be between 2 and {units - 1} {features}, got {subset}")
+        if (subsets.sort(-1).values.diff(dim=-1) == 0).any():
+            raise ValueError("subsets repeat an index within a subset; each must be distinct")
     g = torch.Generator().manual_seed(seed)
-    a = _flat(maps).double().cpu()
     clean = _class_scores(model, x, classes, batch_size, probability=False).double().cpu()
     out = torch.empty(n)
     for i in range(n):
         if subsets is not None:
-            picks = subsets[i].long().cpu()
+            picks = subsets[i]
         else:
             picks = torch.stack([torch.randperm(units, generator=g)[:subset] for _ in range(runs)])  # (runs, subset)
         keep = torch.ones(runs, units, dtype=x.dtype).scatter_(1, picks, 0.0)
@@ -300,7 +313,7 @@ def faithfulness_correlation(
         batch = x[i : i + 1] * keep + baseline[i : i + 1] * (1 - keep)
         scores = _class_scores(model, batch, classes[i].expand(runs), batch_size, probability=False).double().cpu()
         drop = clean[i] - scores
-        attributed = a[i][picks % (h * w)].sum(1)
+        attributed = (a[i][picks] if a.shape[1] == units else a[i][picks % (h * w)]).sum(1)
         out[i] = float(torch.corrcoef(torch.stack([attributed, drop]))[0, 1])
     return out
 
