@@ -33,7 +33,7 @@ from .images import ImageError, load_image
 from .models import LoadedModel
 from .perturbation import Perturbation
 
-__all__ = ["FAITHFULNESS_PROTOCOLS", "FIELDS", "SEEDED", "BenchmarkConfig", "BenchmarkMismatch", "run_benchmark", "summarise"]
+__all__ = ["FIELDS", "SEEDED", "BenchmarkConfig", "BenchmarkMismatch", "run_benchmark", "summarise"]
 
 #: Per (method, image, seed): metrics of the attribution map itself.
 MAP_FIELDS = [
@@ -45,11 +45,6 @@ MAP_FIELDS = [
 SEEDED = ("contour", "contour_map", "rise")
 #: Settings that ``run.json`` did not always record, and what every run made before then used.
 _BEFORE_RECORDED: dict[str, Any] = {"faithfulness_subset": 224, "faithfulness_protocol": "blur"}
-#: The faithfulness correlation's replacement of a random subset (``--faithfulness-protocol``).
-FAITHFULNESS_PROTOCOLS: dict[str, dict[str, str]] = {
-    "blur": {"baseline": "blur", "features": "pixels"},
-    "quantus": {"baseline": "black", "features": "elements"},
-}
 
 #: Options that make a seed really change the run, for methods that are deterministic by default.
 #: EVALUATION.md: run-to-run consistency compares runs whose starts the seed moves (by up to 10% of
@@ -581,7 +576,7 @@ def _map_metrics(
         device = x.device
         values["faithfulness_correlation"] = M.faithfulness_correlation(
             model, x, maps.to(device), classes, subset=config.faithfulness_subset, seed=seed,
-            **FAITHFULNESS_PROTOCOLS[config.faithfulness_protocol],
+            **M.FAITHFULNESS_PROTOCOLS[config.faithfulness_protocol],
         ).tolist()
         auc = M.insertion_deletion(model, x, maps.to(device), classes)
         values["insertion_auc"] = auc["insertion"].tolist()
@@ -667,8 +662,8 @@ def _faithfulness_note(rows: list[dict[str, str]], record: dict[str, Any]) -> st
     """How the faithfulness correlation of these rows replaced its subsets (from ``run.json``)."""
     if not any(r.get("faithfulness_correlation") not in (None, "", "nan") for r in rows):
         return ""
-    size = record.get("faithfulness_subset", 224)
-    if record.get("faithfulness_protocol", "blur") == "quantus":
+    size = record.get("faithfulness_subset", _BEFORE_RECORDED["faithfulness_subset"])
+    if record.get("faithfulness_protocol", _BEFORE_RECORDED["faithfulness_protocol"]) == "quantus":
         return f" Faithfulness correlation: 100 subsets of {size} input values each set to the image's minimum (Quantus' protocol)."
     return f" Faithfulness correlation: 100 subsets of {size} pixels each replaced by the most blurred image."
 

@@ -22,6 +22,7 @@ from ._errors import first_line
 from .data import DatasetError
 from .explainer import PRECISIONS, VARIANTS, ExtremalContour
 from .images import ImageError, find_images, load_image
+from .metrics import FAITHFULNESS_PROTOCOLS
 from .models import DEFAULT_MODEL, LoadedModel, ModelError, load_model
 from .result import _area_tag, comparable_settings
 from .sweep import DEFAULT_AREAS
@@ -691,7 +692,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--faithfulness", action="store_true", help="also faithfulness correlation and insertion/deletion AUC (~170 passes per image and method)")
     p.add_argument("--faithfulness-subset", type=int, default=224, help="pixels (or values, with --faithfulness-protocol quantus) per random subset of the faithfulness correlation (default 224, as Quantus)")
     p.add_argument(
-        "--faithfulness-protocol", choices=("blur", "quantus"), default="blur",
+        "--faithfulness-protocol", choices=tuple(FAITHFULNESS_PROTOCOLS), default="blur",
         help="faithfulness subsets: pixels replaced by the most blurred image (blur, default), or single input values replaced by the image's minimum (quantus: Quantus' defaults)",
     )  # fmt: skip
     p.add_argument("--out", default="benchmark", help="output folder (re-running continues)")

@@ -15,6 +15,7 @@ from torch import Tensor
 from .perturbation import Perturbation, blur_pyramid
 
 __all__ = [
+    "FAITHFULNESS_PROTOCOLS",
     "complexity",
     "faithfulness_correlation",
     "fidelity",
@@ -29,6 +30,14 @@ __all__ = [
     "sparseness",
     "top_fraction_mask",
 ]
+
+
+#: Named ways for :func:`faithfulness_correlation` to replace a random subset (its ``baseline`` and
+#: ``features``): the methods' own blur over whole pixels, or Quantus' defaults.
+FAITHFULNESS_PROTOCOLS: dict[str, dict[str, str]] = {
+    "blur": {"baseline": "blur", "features": "pixels"},
+    "quantus": {"baseline": "black", "features": "elements"},
+}
 
 
 def _flat(x: Tensor) -> Tensor:
