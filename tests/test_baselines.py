@@ -2,9 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import BrightSpot, TinyNet, disc_image, shared_images
-from extremal_contours.baselines import ExtremalPerturbation, get_explainer, gradcam_layer, list_explainers
-from extremal_contours.baselines.extremal_perturbation import smooth_max_upsample
+from conftest import BrightSpot, TinyNet, disc_image
+from extremal_contours.baselines import get_explainer, gradcam_layer, list_explainers
 from extremal_contours.baselines.rise import rise_masks
 
 FAST = {
@@ -71,79 +70,6 @@ def test_gradcam_layer_choice():
         gradcam_layer(nn.Sequential(nn.Flatten(), nn.Linear(12, 3)))
     with pytest.raises(ValueError, match="no layer named"):
         get_explainer("gradcam", TinyNet(), layer="nope").attribute(torch.rand(1, 3, 32, 32))
-
-
-def test_smooth_max_mask_is_flat_inside_and_smooth_at_the_border():
-    params = torch.zeros(1, 1, 32, 32)
-    params[..., 10:15, 10:15] = 1
-    mask = smooth_max_upsample(params, 7, 21.0, 224, 224, 0.05)[0, 0]
-    assert mask.max() <= 1 and mask.min() >= 0
-    assert mask[87, 87] > 0.95  # inside the block
-    assert mask[87, 160] < 0.05  # far away
-    row = mask[87, 112:160]  # beyond the block's last grid point (a 1% ripple on the plateau)
-    assert (row[1:] <= row[:-1] + 1e-3).all()  # falls off monotonically
-
-
-def test_smooth_max_matches_its_plain_autograd_formula():
-    """The chunked smooth max with its written-out gradient gives the values and gradients of the
-    textbook formula (softmax-weighted sum, differentiated by autograd), in small and odd chunks too."""
-    import math
-
-    import torch.nn.functional as F
-
-    from extremal_contours.baselines import extremal_perturbation as EPM
-
-    def plain(params, step, sigma, height, width, temperature):
-        radius = 1 + math.ceil(sigma / step)
-        weight = EPM._kernel_weights(step, sigma, radius, params.device).to(params.dtype)
-        cols = F.unfold(F.pad(params, [radius] * 4), kernel_size=2 * radius + 1)
-        values = cols[:, :, None, :] * weight[None, :, :, None]
-        mask = (values * torch.softmax(values / temperature, dim=1)).sum(1)
-        mask = F.fold(mask, (params.shape[2] * step, params.shape[3] * step), kernel_size=step, stride=step)
-        return mask[:, :, :height, :width]
-
-    gen = torch.Generator().manual_seed(0)
-    params = torch.rand(3, 1, 6, 7, generator=gen, dtype=torch.float64)
-    grad_out = torch.randn(3, 1, 40, 45, generator=gen, dtype=torch.float64)
-    for chunk in (EPM._CHUNK, 5000):
-        EPM._CHUNK, saved = chunk, EPM._CHUNK
-        try:
-            results = []
-            for fn in (plain, smooth_max_upsample):
-                p = params.clone().requires_grad_()
-                mask = fn(p, 7, 21.0, 40, 45, 0.05)
-                (g,) = torch.autograd.grad((mask * grad_out).sum(), [p])
-                results.append((mask, g))
-        finally:
-            EPM._CHUNK = saved
-        assert torch.allclose(results[0][0], results[1][0], atol=1e-12)
-        assert torch.allclose(results[0][1], results[1][1], atol=1e-9)
-    assert results[0][1].abs().max() > 0.1  # a real gradient was compared
-
-
-def test_dense_ep_counts_area_inside_the_image_only():
-    model = TinyNet(seed=2).eval()
-    x = torch.rand(1, 3, 48, 48, generator=torch.Generator().manual_seed(0))
-    result = ExtremalPerturbation(model, iterations=120, progress=False).attribute(x, target=0, areas=(0.2,))
-    assert abs(result.visible_area.item() - 0.2) < 0.05
-    assert result.masks.shape == (1, 1, 1, 48, 48)
-
-
-@pytest.mark.real
-def test_dense_ep_on_a_real_image_reaches_its_area_inside_the_image(lite0):
-    """The reference schedule compressed to 100 steps (the area weight grows 1.0035^8 per step): the
-    binary mask's visible area, counted inside the image only, reaches the target within 0.03.
-
-    (Whether dense EP's region beats random discs of the same area is measured in the benchmark, not
-    asserted here: on this image at area 0.1 it does not, see docs/BENCHMARKS.md.)"""
-    from PIL import Image
-
-    ((path, entry),) = shared_images("imagenet-sample", 1)
-    x = lite0.preprocess(Image.open(path).convert("RGB"), "center")
-    explainer = ExtremalPerturbation(lite0.model, iterations=100, area_growth=1.0035**8, progress=False)
-    result = explainer.attribute(x, target=entry["label"], areas=(0.1,))
-    assert abs(result.visible_area.item() - 0.1) < 0.03
-    assert result.cost["forward_backward"] == 100
 
 
 def test_contour_map_is_the_importance_map_of_a_nested_sweep():

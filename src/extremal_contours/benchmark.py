@@ -82,6 +82,9 @@ class BenchmarkConfig:
     faithfulness_protocol: str = "blur"
     #: Adversarial-artifact check: explain a seeded random class the model does not predict.
     random_target: bool = False
+    #: Stability: explain every picture's nuisance variants too (shifted, flipped, JPEG, noise; see
+    #: :mod:`extremal_contours.nuisances`) and compare with its own explanation.
+    stability: bool = False
     #: Where the model's weights came from (a path, ``"random"``, or ``None`` for the model's own):
     #: recorded in ``run.json`` and checked when a folder is continued.
     weights: str | None = None
@@ -157,7 +160,7 @@ def run_benchmark(
     part = out if world == 1 else out / "shards" / f"rank{rank}"
     part.mkdir(parents=True, exist_ok=True)
     rows_path, iou_path, errors_path = part / "per_image.csv", part / "consistency.csv", part / "errors.csv"
-    maps_path = part / "maps.csv"
+    maps_path, stability_path = part / "maps.csv", part / "stability.csv"
     fixed = _check_run(out, config, loaded, log)  # every rank, before any row is written
     dataset = open_dataset(config.data)  # DatasetError: a damaged annotation file, one line
     if rank == 0:
@@ -168,7 +171,7 @@ def run_benchmark(
     parts = [out, *sorted(p for p in (out / "shards").glob("rank*") if p.is_dir())] if (out / "shards").is_dir() else [out]
     if rank == 0:  # a killed run's half-written last rows go before anything reads them
         for p in parts:
-            for name in ("per_image.csv", "maps.csv", "consistency.csv", "errors.csv"):
+            for name in ("per_image.csv", "maps.csv", "consistency.csv", "errors.csv", "stability.csv"):
                 if (p / name).is_file() and (p / name).stat().st_size:
                     _drop_partial_line(p / name)
     if world > 1:
@@ -178,9 +181,12 @@ def run_benchmark(
     done = {(r["method"], r["image"], r["area"], r["seed"]) for p in parts for r in _read_rows(p / "per_image.csv") if r.get("preserve_ratio")}
     old_maps = [r for p in parts for r in _read_rows(p / "maps.csv") if r.get("seed")]
     mapped = {(r["method"], r["image"], r["seed"]) for r in old_maps}
+    steady = {(r["method"], r["image"], r["area"]) for p in parts for r in _read_rows(p / "stability.csv") if r.get("iou")}
 
     def method_done(method: str, name: str) -> bool:
         seeds = config.seeds if method in SEEDED else config.seeds[:1]
+        if config.stability and not all((method, name, _fmt(a)) in steady for a in config.areas):
+            return False
         return all((method, name, _fmt(a), str(s)) in done for a in config.areas for s in seeds)
 
     def complete(name: str) -> bool:
@@ -253,6 +259,7 @@ def run_benchmark(
         rows: list[dict[str, Any]] = []
         ious: list[dict[str, Any]] = []
         map_rows: list[dict[str, Any]] = []
+        stable_rows: list[dict[str, Any]] = []
         for method in config.methods:
             need = [i for i, sample in enumerate(kept) if not method_done(method, sample.name)]
             if not need:
@@ -307,6 +314,8 @@ def run_benchmark(
                             }
                         )
                 per_seed_masks.append(torch.stack(masks, 1))  # (N, A, 1, H, W)
+                if config.stability and seed == seeds[0]:
+                    stable_rows += _stability_rows(explainer, attribution, x_run, classes_run, kwargs, run, seed, config, loaded)
                 map_rows += _map_metrics(method, seed, run, [regions[i] for i in need], attribution.maps, model, x_run, classes_run, config)
             if len(per_seed_masks) > 1:
                 stacked = torch.stack(per_seed_masks)  # (R, N, A, 1, H, W)
@@ -319,6 +328,9 @@ def run_benchmark(
         # Rows already written (an area or seed added to a continued folder re-runs the picture): kept once.
         rows = [r for r in rows if (r["method"], r["image"], r["area"], str(r["seed"])) not in done]
         map_rows = [r for r in map_rows if (r["method"], r["image"], str(r["seed"])) not in mapped]
+        stable_rows = [r for r in stable_rows if (r["method"], r["image"], r["area"]) not in steady]
+        if stable_rows:
+            _append(stability_path, STABILITY_FIELDS, stable_rows)
         _append(rows_path, FIELDS, rows)
         if map_rows:
             _append(maps_path, MAP_FIELDS, map_rows)
@@ -347,12 +359,11 @@ def model_floor(model: Any, x: torch.Tensor, batch: int = FLOOR_BATCH) -> dict[s
     """Seconds per image of the model's own forward+backward (gradient to the input) and forward,
     timed on a batch of ``batch`` perturbed copies of ``x`` in the layout the explainers feed it:
     the floor that a method's seconds are divided by in the speed table."""
-    from ._layout import wants_channels_last
-    from .explainer import _eval_mode
+    from .modelcall import eval_mode, wants_channels_last
     from .speed import time_passes
 
     layout = wants_channels_last(None, x.device)
-    with _eval_mode(model):
+    with eval_mode(model):
         fb = time_passes(model, x, batch, True, channels_last=layout) / batch
         f = time_passes(model, x, batch, False, channels_last=layout) / batch
     return {
@@ -507,6 +518,7 @@ def distributed_rank() -> tuple[int, int]:
 
 _KEYS = {
     "per_image.csv": ("method", "image", "area", "seed"),
+    "stability.csv": ("method", "image", "area", "nuisance"),
     "consistency.csv": ("method", "image", "area"),
     "maps.csv": ("method", "image", "seed"),
     "errors.csv": ("image",),
@@ -533,6 +545,88 @@ def merge_shards(out: Path) -> None:
             _append(out / name, list(dict.fromkeys(f for r in new for f in r if f is not None)), new)
     for shard in shards:
         shutil.rmtree(shard)
+
+
+#: Per (method, image, area, nuisance): agreement of the explanation of a nuisance variant with the
+#: picture's own (see :func:`extremal_contours.metrics.stability`).
+STABILITY_FIELDS = ["method", "image", "area", "seed", "nuisance", "iou", "spearman", "top_iou"]
+
+
+def _stability_rows(
+    explainer: Any,
+    attribution: Any,
+    x: torch.Tensor,
+    classes: torch.Tensor,
+    kwargs: dict[str, Any],
+    run: list[Any],
+    seed: int,
+    config: BenchmarkConfig,
+    loaded: LoadedModel,
+) -> list[dict[str, Any]]:
+    """Explain each nuisance variant of the pictures ``x`` (same classes, same options) and compare
+    its masks and maps, carried back to the picture's frame, with ``attribution``'s."""
+    import zlib
+
+    from . import nuisances as Nu
+
+    seeds = [zlib.crc32(s.name.encode()) for s in run]
+    out = []
+    for kind in Nu.NUISANCES:
+        changed = Nu.apply(x, kind, mean=loaded.mean, std=loaded.std, seeds=seeds)
+        other = explainer.attribute(changed, classes, **kwargs)
+        window = Nu.common_window(kind, x.shape[-2], x.shape[-1])
+        other_maps = Nu.carry_back(other.maps, kind)
+        for j, area in enumerate(config.areas):
+            mine = attribution.masks[:, j] if attribution.masks is not None else M.top_fraction_mask(attribution.maps, area)
+            theirs = other.masks[:, j] if other.masks is not None else M.top_fraction_mask(other.maps, area)
+            values = M.stability(mine.cpu(), Nu.carry_back(theirs.cpu(), kind), attribution.maps, other_maps, area, window)
+            out += [
+                {"method": attribution.method, "image": s.name, "area": _fmt(area), "seed": seed, "nuisance": kind}
+                | {k: _fmt(float(v[i])) for k, v in values.items()}
+                for i, s in enumerate(run)
+            ]
+    return out
+
+
+def stability_table(rows: list[dict[str, str]]) -> str:
+    """Markdown: per method and area, the mean [95% CI] IoU of the explanations of each nuisance
+    variant with the picture's own, and over all four; the maps' rank correlation beside it."""
+    from .nuisances import NUISANCES
+
+    groups: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
+    for r in rows:
+        groups[(r["method"], r["area"])].append(r)
+    head = " | ".join(f"{k}: IoU" for k in NUISANCES)
+    lines = [
+        f"| method | area | images | all four: IoU | {head} | map rank correlation (all) | map top-area IoU (all) |",
+        "|---|---|---|---|" + "---|" * len(NUISANCES) + "---|---|",
+    ]
+
+    def cell(values: list[float], low: float = 0.0) -> str:
+        values = [v for v in values if not math.isnan(v)]
+        if not values:
+            return "-"
+        mean, lo, hi = _interval(values)
+        return f"{mean:.3f} [{max(lo, low):.3f}, {min(hi, 1.0):.3f}]" if len(values) > 1 else f"{mean:.3f}"
+
+    for (method, area), group in sorted(groups.items()):
+        per = [cell([float(r["iou"]) for r in group if r["nuisance"] == k]) for k in NUISANCES]
+        # The picture's mean over the four nuisances, then the interval over pictures.
+        by_image: dict[str, list[float]] = defaultdict(list)
+        for r in group:
+            by_image[r["image"]].append(float(r["iou"]))
+        overall = cell([statistics.fmean(v) for v in by_image.values()])
+        lines.append(
+            f"| {method} | {area} | {len(by_image)} | {overall} | " + " | ".join(per)
+            + f" | {cell([float(r['spearman']) for r in group], -1.0)} | {cell([float(r['top_iou']) for r in group])} |"
+        )
+    return (
+        "\n## Stability under nuisance changes\n\n"
+        "Each picture is also explained shifted by 4 px right and down, flipped left-right, saved as JPEG at "
+        "quality 90, and with Gaussian noise of 2/255; each explanation is carried back to the picture's frame "
+        "and compared with the picture's own: IoU of the binary masks (maps: of their top-area binarisation), "
+        "mean [95% CI] over pictures. 1 is a method that ignores such changes.\n\n" + "\n".join(lines) + "\n"
+    )
 
 
 def _random_class(name: str, predicted: int, classes: int) -> int:
@@ -748,6 +842,9 @@ def summarise(out: Path, rows: list[dict[str, str]] | None = None, random_target
             + "\n".join(table)
             + "\n"
         )
+    stability_path = out / "stability.csv"
+    if stability_path.is_file():
+        text += stability_table(_read_rows(stability_path))
     if random_target is None:
         random_target = bool(record.get("random_target"))
     if random_target and rows:

@@ -20,9 +20,10 @@ from tqdm.auto import tqdm
 from . import __version__, sample_image_path
 from ._errors import first_line
 from .data import DatasetError
-from .explainer import PRECISIONS, VARIANTS, ExtremalContour
+from .explainer import VARIANTS, ExtremalContour
 from .images import ImageError, find_images, load_image
 from .metrics import FAITHFULNESS_PROTOCOLS
+from .modelcall import PRECISIONS
 from .models import DEFAULT_MODEL, LoadedModel, ModelError, load_model
 from .result import _area_tag, comparable_settings
 from .sweep import DEFAULT_AREAS
@@ -615,6 +616,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         faithfulness_subset=args.faithfulness_subset,
         faithfulness_protocol=args.faithfulness_protocol,
         random_target=args.random_target,
+        stability=args.stability,
         weights=_weights_source(args),
     )
     failures: list[str] = []
@@ -689,6 +691,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=8, help="images per call")
     p.add_argument("--option", action="append", default=[], metavar="METHOD.NAME=VALUE", help="a method option, e.g. contour.iterations=32")
     p.add_argument("--random-target", action="store_true", help="adversarial-artifact check: explain a seeded random class the model does not predict")
+    p.add_argument(
+        "--stability", action="store_true",
+        help="also explain each picture shifted by 4 px, flipped, saved as JPEG (quality 90) and with faint noise, "
+        "and compare each explanation with the picture's own (OUT/stability.csv; 4 more explanations per picture)",
+    )  # fmt: skip
     p.add_argument("--faithfulness", action="store_true", help="also faithfulness correlation and insertion/deletion AUC (~170 passes per image and method)")
     p.add_argument("--faithfulness-subset", type=int, default=224, help="pixels (or values, with --faithfulness-protocol quantus) per random subset of the faithfulness correlation (default 224, as Quantus)")
     p.add_argument(

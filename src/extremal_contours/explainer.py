@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -21,7 +20,16 @@ from tqdm.auto import tqdm
 
 from . import contour as C
 from ._errors import first_line
-from ._layout import ModelCall, wants_channels_last
+from .modelcall import (
+    PRECISIONS,
+    ModelCall,
+    check_output,
+    eval_mode,
+    model_place,
+    no_autocast,
+    progress_disabled,
+    wants_channels_last,
+)
 from .perturbation import Perturbation
 from .result import ContourParts, ContourResult, _area_tag, _pad_slots, _single_parts, display_images
 from .sweep import DEFAULT_AREAS
@@ -31,61 +39,9 @@ from .versions import library_versions
 __all__ = ["VARIANTS", "ExtremalContour"]
 
 VARIANTS = ("preserve", "delete", "dual")
-# The model's precision while optimising (``None``: as given, no autocast).
-PRECISIONS: dict[str, torch.dtype | None] = {"float32": None, "bfloat16": torch.bfloat16}
 
 #: Smallest image side the explainer accepts (a contour needs room for its edge).
 MIN_SIDE = 16
-
-
-@contextmanager
-def _eval_mode(model: Callable[..., Any]) -> Iterator[None]:
-    """Run the model in eval mode and restore every module's own ``training`` flag after (a plain
-    callable, which has no such flags, runs as it is)."""
-    if not isinstance(model, nn.Module):
-        yield
-        return
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, flag in flags:
-            module.training = flag
-
-
-def _model_place(model: Callable[..., Any], x: Tensor) -> tuple[torch.device, torch.dtype]:
-    if isinstance(model, nn.Module):
-        for p in model.parameters():
-            return p.device, (p.dtype if p.is_floating_point() else x.dtype)
-    return x.device, x.dtype
-
-
-def _no_autocast(device_type: str) -> Any:
-    """A context that turns a caller's autocast off on ``device_type`` (none where it has no autocast)."""
-    try:
-        return torch.autocast(device_type, enabled=False)
-    except RuntimeError:
-        return nullcontext()
-
-
-def _check_output(out: Any, rows: int) -> Tensor:
-    if isinstance(out, (tuple, list)):
-        raise TypeError(
-            f"the model returned a {type(out).__name__} of {len(out)} items; the explainer needs one tensor "
-            "(N, classes or features): wrap the model, e.g. lambda x: model(x)[0]"
-        )
-    if isinstance(out, dict):
-        keys = ", ".join(map(str, list(out)[:5]))
-        raise TypeError(
-            f"the model returned a dict (keys: {keys}); the explainer needs one tensor (N, classes or features): "
-            "wrap the model, e.g. lambda x: model(x)['logits']"
-        )
-    if not isinstance(out, Tensor):
-        raise TypeError(f"the model returned {type(out).__name__}; the explainer needs a tensor (N, classes or features)")
-    if out.dim() < 2 or out.shape[0] != rows:
-        raise ValueError(f"the model returned shape {tuple(out.shape)} for {rows} images; expected ({rows}, classes or features)")
-    return out
 
 
 def _finite(values: Tensor) -> Tensor:
@@ -358,17 +314,17 @@ class ExtremalContour:
         """The model's output on ``x``: while ``optimising`` in the explainer's ``precision``, otherwise
         (the clean and final scores) in the model's own, even under a caller's autocast."""
         if not optimising:
-            with _no_autocast(x.device.type):
-                return _check_output(self._call(x), x.shape[0])
+            with no_autocast(x.device.type):
+                return check_output(self._call(x), x.shape[0])
         low = PRECISIONS[self.precision]
         if low is None:
-            return _check_output(self._call(x), x.shape[0])
+            return check_output(self._call(x), x.shape[0])
         try:
             context = torch.autocast(x.device.type, dtype=low)
         except RuntimeError as exc:
             raise ValueError(f"precision={self.precision!r} needs autocast, which {x.device.type} does not have: {first_line(exc)}") from exc
         with context:
-            out = _check_output(self._call(x), x.shape[0])
+            out = check_output(self._call(x), x.shape[0])
         return out.to(torch.promote_types(out.dtype, torch.float32))
 
     def _chunks(self, rows: int, copies: int = 1) -> Iterator[slice]:
@@ -473,7 +429,7 @@ class ExtremalContour:
             raise ValueError("nested sweeps use one contour per region; use contours=1 with nesting")
         # Gradients are the method: run with autograd on even when called under no_grad or
         # inference_mode (x is copied out of an inference tensor by _attribute).
-        with _eval_mode(self.model), torch.inference_mode(False), torch.enable_grad():
+        with eval_mode(self.model), torch.inference_mode(False), torch.enable_grad():
             if contours != "auto":
                 result = self._attribute(x, target, areas, variant, seed, names, started, int(contours))
                 return replace(result, settings={**result.settings, "contours": contours})
@@ -519,7 +475,7 @@ class ExtremalContour:
         started: float,
         contours: int = 1,
     ) -> ContourResult:
-        device, dtype = _model_place(self.model, x)
+        device, dtype = model_place(self.model, x)
         if self.precision != "float32" and dtype == torch.float64:
             raise ValueError(f"precision={self.precision!r} does nothing for a float64 model (autocast leaves float64 alone); use precision='float32'")
         x = x.detach().to(device=device, dtype=dtype)
@@ -660,7 +616,7 @@ class ExtremalContour:
         # Binary checks in the last phase (besides its end), evenly spread over its second half.
         check_steps = {self.iterations - 1 - (i * last) // (2 * self.checks + 1) for i in range(1, self.checks + 1)}
         step = 0
-        bar = tqdm(total=self.iterations, desc="contours", unit="step", disable=_disabled(self.progress), leave=False)
+        bar = tqdm(total=self.iterations, desc="contours", unit="step", disable=progress_disabled(self.progress), leave=False)
         try:
             for phase, (length, keep) in enumerate(self.phases):
                 if phase == 0:
@@ -964,10 +920,6 @@ class ExtremalContour:
             names=tuple(names) if names is not None else None,
             parts=parts,
         )
-
-
-def _disabled(progress: bool | None) -> bool | None:
-    return None if progress is None else not progress
 
 
 def _grid(side: int, w: float, h: float, device: torch.device) -> Tensor:

@@ -25,9 +25,11 @@ __all__ = [
     "mean_pairwise_iou",
     "pieces",
     "pointing_game",
+    "rank_correlation",
     "relevance_mass",
     "relevance_rank",
     "sparseness",
+    "stability",
     "top_fraction_mask",
 ]
 
@@ -111,6 +113,49 @@ def fidelity(
         "delete": drop,
         "preserve_ratio": keep / clean,
         "delete_drop": 1 - drop / clean,
+    }
+
+
+def rank_correlation(a: Tensor, b: Tensor) -> Tensor:
+    """Spearman's rank correlation between maps ``a`` and ``b`` per row, ``(N,)``: the Pearson
+    correlation of their ranks, tied values sharing their mean rank (so binary maps are compared
+    fairly); NaN where a map is constant."""
+    from scipy.stats import rankdata
+
+    ra = torch.from_numpy(rankdata(_flat(a).double().cpu().numpy(), axis=1))
+    rb = torch.from_numpy(rankdata(_flat(b).double().cpu().numpy(), axis=1))
+    ra, rb = ra - ra.mean(1, keepdim=True), rb - rb.mean(1, keepdim=True)
+    den = (ra.norm(dim=1) * rb.norm(dim=1))
+    return torch.where(den > 0, (ra * rb).sum(1) / den.clamp(min=1e-300), torch.full_like(den, float("nan"))).float()
+
+
+def stability(
+    masks: Tensor,
+    other_masks: Tensor,
+    maps: Tensor,
+    other_maps: Tensor,
+    area: float,
+    window: tuple[slice, slice] = (slice(None), slice(None)),
+) -> dict[str, Tensor]:
+    """How much an explanation of a picture and one of its nuisance variant (carried back to the
+    picture's frame, see :mod:`extremal_contours.nuisances`) agree, per row ``(N,)``.
+
+    Args:
+        masks, other_masks: ``(N, 1, H, W)`` bool, the binary explanations.
+        maps, other_maps: ``(N, 1, H, W)`` the attribution maps.
+        area: the area at which maps are binarised for ``top_iou``.
+        window: the rows and columns both pictures show; everything is compared there only.
+
+    Returns:
+        ``iou`` of the masks, ``spearman``: the maps' rank correlation, ``top_iou``: the IoU of the
+        maps' top-``area`` binarisations (within the window).
+    """
+    rows, cols = window
+    a, b = maps[..., rows, cols], other_maps[..., rows, cols]
+    return {
+        "iou": iou(masks[..., rows, cols], other_masks[..., rows, cols]),
+        "spearman": rank_correlation(a, b),
+        "top_iou": iou(top_fraction_mask(a, area), top_fraction_mask(b, area)),
     }
 
 

@@ -7,6 +7,9 @@ is applying ``1 - mask``.
 
 - ``blur`` (default, Fong et al. 2019): a pyramid of Gaussian blurs, ``sigma`` from ``max_sigma``
   (mask 0) down to 0 (mask 1) in equal steps; the mask picks the level by linear interpolation.
+  The kernel reaches ``truncate`` sigmas; the border is padded by reflection (default) or with
+  zeros (``padding="zeros"``, which fades the border towards 0 of the input space, as TorchRay's
+  reference implementation of Extremal Perturbations does with ``truncate=4``).
 - ``constant``: blend towards a fill value (a number, one per channel, or ``"mean"``, the image's
   own mean colour).
 - ``fade``: blend towards 0 of the model's input space, i.e. the normalisation mean colour.
@@ -23,18 +26,24 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["PERTURBATIONS", "Perturbation", "blur_pyramid", "make_perturbation", "separable_gaussian_blur"]
+__all__ = ["PADDINGS", "PERTURBATIONS", "Perturbation", "blur_pyramid", "make_perturbation", "separable_gaussian_blur"]
 
 PERTURBATIONS = ("blur", "constant", "fade")
 
 
-def blur_pyramid(x: Tensor, levels: int = 8, max_sigma: float = 20.0) -> Tensor:
+#: How :func:`blur_pyramid` pads the border.
+PADDINGS = ("reflect", "zeros")
+
+
+def blur_pyramid(x: Tensor, levels: int = 8, max_sigma: float = 20.0, *, truncate: float = 3.0, padding: str = "reflect") -> Tensor:
     """Gaussian blurs of ``x`` with ``sigma = max_sigma * (1 - l / (levels - 1))``.
 
     Args:
         x: ``(N, C, H, W)`` images.
         levels: number of levels (at least 2); level ``levels - 1`` is ``x`` itself.
         max_sigma: blur of level 0, in pixels.
+        truncate: the kernel's half-width, ``ceil(truncate * sigma)`` pixels.
+        padding: ``"reflect"`` (the half-width is then kept below the image's side) or ``"zeros"``.
 
     Returns:
         ``(N, levels, C, H, W)``.
@@ -45,30 +54,38 @@ def blur_pyramid(x: Tensor, levels: int = 8, max_sigma: float = 20.0) -> Tensor:
     """
     if levels < 2:
         raise ValueError(f"blur_pyramid needs at least 2 levels, got {levels}")
+    if padding not in PADDINGS:
+        raise ValueError(f"unknown padding {padding!r}; choose one of {', '.join(PADDINGS)}")
+    if not truncate > 0:
+        raise ValueError(f"truncate must be > 0, got {truncate}")
     out = []
     for level in range(levels):
         sigma = max_sigma * (1 - level / (levels - 1))
         if sigma <= 0:
             out.append(x)
             continue
-        # Reflect padding needs the kernel's half-width below the image size.
-        half = min(math.ceil(3 * sigma), min(x.shape[-2:]) - 1)
-        out.append(separable_gaussian_blur(x, half, sigma))
+        half = math.ceil(truncate * sigma)
+        if padding == "reflect":  # reflection needs the half-width below the image's side
+            half = min(half, min(x.shape[-2:]) - 1)
+        out.append(separable_gaussian_blur(x, half, sigma, padding))
     return torch.stack(out, 1)
 
 
-def separable_gaussian_blur(x: Tensor, half: int, sigma: float) -> Tensor:
-    """Gaussian blur of ``(N, C, H, W)`` with a ``2 * half + 1`` kernel and reflect padding, as two 1-D
-    passes: the same result as ``torchvision``'s ``gaussian_blur`` (tested), which convolves with the
-    full 2-D kernel and costs ``2 * half + 1`` times more (0.8 s per 224 x 337 pyramid on 2 CPU cores,
-    as much as 20 steps of the model)."""
+def separable_gaussian_blur(x: Tensor, half: int, sigma: float, padding: str = "reflect") -> Tensor:
+    """Gaussian blur of ``(N, C, H, W)`` with a ``2 * half + 1`` kernel, as two 1-D passes: the same result as ``torchvision``'s ``gaussian_blur`` (tested), which convolves
+    with the full 2-D kernel and costs ``2 * half + 1`` times more (0.8 s per 224 x 337 pyramid on 2
+    CPU cores, as much as 20 steps of the model). ``padding``: ``"reflect"`` or ``"zeros"``."""
     n, c, h, w = x.shape
     t = torch.arange(-half, half + 1, device=x.device, dtype=x.dtype)
     kernel = torch.exp(-0.5 * (t / sigma) ** 2)
     kernel = kernel / kernel.sum()
     flat = x.reshape(n * c, 1, h, w)
-    flat = F.conv2d(F.pad(flat, [half, half, 0, 0], mode="reflect"), kernel.view(1, 1, 1, -1))
-    flat = F.conv2d(F.pad(flat, [0, 0, half, half], mode="reflect"), kernel.view(1, 1, -1, 1))
+    if padding == "zeros":
+        flat = F.conv2d(flat, kernel.view(1, 1, -1, 1), padding=(half, 0))
+        flat = F.conv2d(flat, kernel.view(1, 1, 1, -1), padding=(0, half))
+    else:
+        flat = F.conv2d(F.pad(flat, [half, half, 0, 0], mode="reflect"), kernel.view(1, 1, 1, -1))
+        flat = F.conv2d(F.pad(flat, [0, 0, half, half], mode="reflect"), kernel.view(1, 1, -1, 1))
     return flat.view(n, c, h, w)
 
 
@@ -78,7 +95,7 @@ class Perturbation:
     Args:
         x: ``(N, C, H, W)`` images in the model's input space.
         kind: ``"blur"``, ``"constant"`` or ``"fade"``.
-        levels, max_sigma: the blur pyramid (``blur`` only).
+        levels, max_sigma, truncate, padding: the blur pyramid (``blur`` only; see :func:`blur_pyramid`).
         fill: ``"mean"``, a number or one number per channel (``constant`` only).
 
     Example:
@@ -96,6 +113,8 @@ class Perturbation:
         *,
         levels: int = 8,
         max_sigma: float = 20.0,
+        truncate: float = 3.0,
+        padding: str = "reflect",
         fill: str | float | Sequence[float] = "mean",
     ) -> None:
         if x.dim() != 4:
@@ -106,7 +125,7 @@ class Perturbation:
         self.x = x
         n, c, h, w = x.shape
         if kind == "blur":
-            pyramid = blur_pyramid(x, levels, max_sigma)
+            pyramid = blur_pyramid(x, levels, max_sigma, truncate=truncate, padding=padding)
             self.levels = levels
             # (N * L, C, H * W): one row per (image, level) so a single gather picks per pixel.
             self._table = pyramid.reshape(n * levels, c, h * w)

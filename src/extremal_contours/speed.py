@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ._layout import wants_channels_last
-from .explainer import PRECISIONS, ExtremalContour, _eval_mode
+from .explainer import ExtremalContour
+from .modelcall import PRECISIONS, eval_mode, wants_channels_last
 
 __all__ = ["OverheadReport", "compare_batching", "compare_sweep", "measure_overhead", "time_passes"]
 
@@ -148,7 +148,7 @@ def measure_overhead(
         wall.append(time.perf_counter() - start)
         steps = Counter(result.cost["step_batches"])
         evals = Counter(result.cost["eval_batches"])
-        with _eval_mode(model):
+        with eval_mode(model):
             fb = sum(n * time_passes(model, x, b, True, channels_last=layout, autocast=low) for b, n in steps.items())
             # Forward-only passes all in the explainer's precision (its few float32 ones, the clean and final scores, too).
             f = sum(n * time_passes(model, x, b, False, channels_last=layout, autocast=low) for b, n in evals.items())

@@ -30,6 +30,7 @@ __all__ = [
     "log_probability",
     "logit",
     "probability",
+    "resolve_classes",
     "similarity",
 ]
 
@@ -127,3 +128,43 @@ def needs_class(score: str | Callable[..., Tensor]) -> bool:
 def probabilities(output: Tensor, classes: Tensor) -> Tensor:
     """Softmax probability of each row's class, ``(B,)`` (for the fidelity report)."""
     return torch.softmax(output.float(), 1).gather(1, classes[:, None])[:, 0]
+
+
+def resolve_classes(target: object, clean: Tensor, score: str | Callable[..., Tensor]) -> Tensor | None:
+    """The target class of each image ``(N,)``, or ``None`` when the score needs none.
+
+    Args:
+        target: one class index, one per image (a sequence or a tensor), or ``None``: the predicted
+            class where ``score`` needs a class, else no class.
+        clean: ``(N, D)`` the model's output on the clean images.
+        score: the score the classes are for.
+
+    Raises:
+        TypeError: a target that is not whole class indices (floats and bools are refused).
+        ValueError: the wrong number of targets, or a class outside the model's output.
+    """
+    n = clean.shape[0]
+    if target is None:
+        if not needs_class(score):
+            return None
+        if clean.dim() != 2:
+            raise ValueError(f"the model output has shape {tuple(clean.shape)}; give a target class or a score callable")
+        return clean.argmax(1)
+    if isinstance(target, bool):
+        raise TypeError("target must be a class index, a sequence of them, or a callable")
+    try:
+        classes = torch.as_tensor(target, device=clean.device).reshape(-1)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TypeError(f"target must be a class index, a sequence of them, or a callable; got {target!r}") from exc
+    if classes.is_floating_point() or classes.dtype == torch.bool or classes.is_complex():
+        raise TypeError(f"target class indices must be integers, got {classes.dtype}")
+    classes = classes.long()
+    if classes.numel() == 1:
+        classes = classes.expand(n)
+    if classes.numel() != n:
+        raise ValueError(f"target has {classes.numel()} classes for {n} images")
+    width = clean.shape[1]
+    bad = classes[(classes < 0) | (classes >= width)]
+    if bad.numel():
+        raise ValueError(f"target {bad[0].item()} is outside the model's {width} classes (0..{width - 1})")
+    return classes.clone()

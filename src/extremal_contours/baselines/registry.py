@@ -19,7 +19,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..explainer import ExtremalContour, _check_output, _eval_mode, _model_place
+from ..explainer import ExtremalContour
+from ..modelcall import check_output, eval_mode, model_place
 from ..perturbation import Perturbation
 from ..sweep import DEFAULT_AREAS, importance_map
 from .extremal_perturbation import ExtremalPerturbation
@@ -69,7 +70,7 @@ class _Method:
 
     def _classes(self, x: Tensor, target: Any) -> tuple[Tensor, Tensor]:
         with torch.no_grad():
-            out = _check_output(self.model(x), x.shape[0])
+            out = check_output(self.model(x), x.shape[0])
         if target is None:
             return out.argmax(1), out
         classes = torch.as_tensor(target, device=x.device).long().reshape(-1)
@@ -83,10 +84,10 @@ class _Method:
     def attribute(self, x: Tensor, target: int | Sequence[int] | Tensor | None = None, **kwargs: Any) -> Attribution:
         if not isinstance(x, Tensor) or x.dim() != 4:
             raise ValueError(f"x must be a batch (N, C, H, W), got {getattr(x, 'shape', type(x).__name__)}")
-        device, dtype = _model_place(self.model, x)
+        device, dtype = model_place(self.model, x)
         x = x.detach().to(device=device, dtype=dtype)
         started = time.perf_counter()
-        with _eval_mode(self.model):
+        with eval_mode(self.model):
             result = self._attribute(x, target, **kwargs)
         maps = result.pop("maps").detach().float().cpu()
         return Attribution(method=self.name, maps=maps, seconds=time.perf_counter() - started, settings=dict(self.options), **result)
@@ -145,7 +146,7 @@ class _Extremal(_Method):
 
     def _attribute(self, x: Tensor, target: Any, areas: Sequence[float] = (0.1,), **kw: Any) -> dict[str, Any]:
         result = ExtremalPerturbation(self.model, **{"progress": False, **self.options}).attribute(x, target, areas=areas, **kw)
-        return _mask_output(result, maps=result.masks.mean(1), masks=result.binary, soft=result.masks)
+        return _mask_output(result, maps=result.soft_masks.mean(1), masks=result.masks, soft=result.soft_masks)
 
 
 class _Saliency(_Method):
@@ -241,7 +242,7 @@ class _Rise(_Method):
         classes, _ = self._classes(x, target)
         perturb = Perturbation(x, "blur")
         maps, passes = rise(
-            lambda inp: _check_output(self.model(inp), inp.shape[0]),
+            lambda inp: check_output(self.model(inp), inp.shape[0]),
             x,
             lambda out, index: out.gather(1, classes[index][:, None])[:, 0],
             perturb,
