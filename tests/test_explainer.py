@@ -84,7 +84,7 @@ def test_same_seed_same_result_and_seeds_differ_only_with_start_jitter(tiny, ima
     # The default (no start jitter) is deterministic: the seed changes nothing.
     default = ExtremalContour(tiny, **FAST)
     d, e = default.attribute(images, target=0, seed=3), default.attribute(images, target=0, seed=4)
-    assert default.start_jitter == 0.0
+    assert default.config.start_jitter == 0.0
     assert torch.equal(d.masks, e.masks) and torch.equal(d.history, e.history)
 
 
@@ -418,3 +418,24 @@ def test_a_plain_function_model_is_explained_and_left_as_it_is(images):
     result = ExtremalContour(model, **FAST).attribute(images, target=[1, 3])
     assert (result.visible_area - 0.1).abs().max() < 0.01 and torch.isfinite(result.preserve_score).all()
     assert net.training  # nothing reached through the function was switched to eval
+
+
+@pytest.mark.real
+def test_the_bundled_sample_gets_the_same_explanation_as_before_the_explainer_was_split(lite0):
+    """The default explanation of the bundled picture at areas 0.1 and 0.2, with two threads (the
+    thread count changes floating-point sums, and the rugged objective follows them): the numbers the
+    single-class explainer of commit fbd3aaa gave on this machine."""
+    from extremal_contours import load_image, sample_image_path
+
+    x = lite0.preprocess(load_image(sample_image_path())[0])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        result = ExtremalContour(lite0.model, progress=False).attribute(x, areas=(0.1, 0.2))
+    finally:
+        torch.set_num_threads(threads)
+    assert tuple(x.shape) == (1, 3, 224, 337) and int(result.classes[0]) == 285
+    expected_centre = torch.tensor([[-0.46874332, 0.31909749], [0.13047057, -0.09629625]])
+    assert torch.allclose(result.centre[0], expected_centre, atol=1e-5)
+    assert torch.allclose(result.preserve_score[0], torch.tensor([5.3345170, 8.1433725]), atol=1e-4)
+    assert result.masks[0].sum((1, 2, 3)).tolist() == [7552, 15094]

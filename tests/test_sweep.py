@@ -44,7 +44,7 @@ def test_sweep_nests_families_and_independent_areas_need_not():
     assert nested.areas == AREAS
     assert nesting(nested.masks, nested.areas).mean() > 0.95
     assert torch.allclose(nested.visible_area, torch.tensor(AREAS).expand(2, -1), atol=0.01)
-    assert explainer.nesting == 0.0 and nested.settings["nesting"] == 5.0  # the explainer is unchanged
+    assert explainer.config.nesting == 0.0 and nested.settings["nesting"] == 5.0  # the explainer is unchanged
     free = explainer.sweep(x, 0, areas=AREAS, nesting=0.0)
     assert nesting(free.masks, free.areas).mean() < nesting(nested.masks, nested.areas).mean()
     with pytest.raises(ValueError, match="distinct"):
@@ -52,7 +52,7 @@ def test_sweep_nests_families_and_independent_areas_need_not():
     # Fewer families: fewer passes, still nested, and the explainer keeps its own starts.
     one = explainer.sweep(x, 0, areas=AREAS, families=1)
     assert one.cost["forward_backward"] < nested.cost["forward_backward"]
-    assert one.settings["starts"] == 1 and explainer.starts == 2
+    assert one.settings["starts"] == 1 and explainer.config.starts == 2
     assert nesting(one.masks, one.areas).mean() > 0.95
     with pytest.raises(ValueError, match="families"):
         explainer.sweep(x, 0, areas=AREAS, families=0)

@@ -139,6 +139,13 @@ class ContourParts:
         """The parts of some images."""
         return ContourParts(*(getattr(self, f.name)[index] for f in fields(self)))
 
+    def padded(self, slots: int) -> ContourParts:
+        """The same parts with unused contours (zeros) added up to ``slots`` per region."""
+        return replace(
+            self, centre=_pad_slots(self.centre, slots), coeffs=_pad_slots(self.coeffs, slots),
+            scale=_pad_slots(self.scale, slots), polygons=_pad_slots(self.polygons, slots),
+        )  # fmt: skip
+
     def outlines(self, image: int, area: int) -> list[np.ndarray]:
         """The polygons ``(P, 2)`` in use for one (image, area)."""
         return [self.polygons[image, area, i].numpy() for i in range(int(self.count[image, area]))]
@@ -253,6 +260,10 @@ class ContourResult:
 
     def __getitem__(self, index: int) -> ContourResult:
         return self.select(index)
+
+    def all_parts(self) -> ContourParts:
+        """Every contour of each region: ``parts``, or the one-contour regions as parts (``M = 1``)."""
+        return self.parts if self.parts is not None else _single_parts(self)
 
     # -- export -----------------------------------------------------------------------------------
 

@@ -135,8 +135,8 @@ def measure_overhead(
     model = explainer.model
     device = next(iter(model.parameters())).device if isinstance(model, torch.nn.Module) else x.device
     x = x.to(device)
-    layout = wants_channels_last(explainer.channels_last, device)
-    low = PRECISIONS[explainer.precision]
+    layout = wants_channels_last(explainer.config.channels_last, device)
+    low = PRECISIONS[explainer.config.precision]
     explainer.attribute(x, target, areas=areas)  # warm-up
     wall, model_time, step_time, plain_step_time = [], [], [], []
     result = None
