@@ -22,10 +22,11 @@ from ._errors import first_line
 from .data import DatasetError
 from .explainer import VARIANTS, ExtremalContour
 from .images import ImageError, find_images, load_image
+from .inputs import area_tag
 from .metrics import FAITHFULNESS_PROTOCOLS
 from .modelcall import PRECISIONS
 from .models import DEFAULT_MODEL, LoadedModel, ModelError, load_model
-from .result import _area_tag, comparable_settings
+from .record import comparable_settings
 from .sweep import DEFAULT_AREAS
 from .targets import SCORES, describe
 
@@ -163,7 +164,7 @@ def _areas(values: Sequence[float], flag: str) -> tuple[float, ...]:
         raise UsageError(f"{flag} takes fractions in (0, 1), got {', '.join(map(str, areas))}")
     if any(a < MIN_AREA for a in areas):
         raise UsageError(f"{flag} {min(areas):g} is too small: at least {MIN_AREA:g} (a few pixels of the model's input)")
-    if len({_area_tag(a) for a in areas}) != len(areas):
+    if len({area_tag(a) for a in areas}) != len(areas):
         raise UsageError(f"{flag} values must be distinct to 4 significant digits (result files are named so), got {', '.join(map(str, areas))}")
     return areas
 

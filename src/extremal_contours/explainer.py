@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from . import contour as C
 from ._errors import first_line
+from .inputs import area_tag
 from .modelcall import (
     PRECISIONS,
     ModelCall,
@@ -31,7 +32,7 @@ from .modelcall import (
     wants_channels_last,
 )
 from .perturbation import Perturbation
-from .result import ContourParts, ContourResult, _area_tag, _pad_slots, _single_parts, display_images
+from .result import ContourParts, ContourResult, display_images
 from .sweep import DEFAULT_AREAS
 from .targets import ScoreFn, as_score, describe, needs_class, probabilities
 from .versions import library_versions
@@ -68,7 +69,7 @@ def _check_areas(areas: Any, height: int, width: int) -> tuple[float, ...]:
         raise TypeError(f"areas must be a sequence of fractions in (0, 1), got {areas!r}") from None
     if not values or any(not (0.0 < a < 1.0) for a in values):
         raise ValueError(f"areas must be fractions in (0, 1), got {values}")
-    tags = [_area_tag(a) for a in values]  # the saved files' names
+    tags = [area_tag(a) for a in values]  # the saved files' names
     if len(set(tags)) != len(tags):
         raise ValueError(f"areas must be distinct (to 4 significant digits), got {values}")
     small = [a for a in values if a * height * width < MIN_REGION_PIXELS]
@@ -957,9 +958,9 @@ def _objective(result: ContourResult) -> Tensor:
 def _choose(old: ContourResult, new: ContourResult, better: Tensor) -> ContourResult:
     """``old`` with the (image, area) regions where ``better`` (N, A) is true taken from ``new``; the
     costs add up."""
-    parts = old.parts or _single_parts(old)
-    new_parts = new.parts or _single_parts(new)
-    slots = max(parts.centre.shape[2], new_parts.centre.shape[2])
+    parts, new_parts = old.all_parts(), new.all_parts()
+    slots = max(parts.slots, new_parts.slots)
+    parts, new_parts = parts.padded(slots), new_parts.padded(slots)
 
     def pick(a: Tensor, b: Tensor) -> Tensor:
         return torch.where(better.view(*better.shape, *([1] * (a.dim() - 2))), b, a)
@@ -971,10 +972,10 @@ def _choose(old: ContourResult, new: ContourResult, better: Tensor) -> ContourRe
         if a is not None:
             changes[name] = pick(a, b)
     changes["parts"] = ContourParts(
-        centre=pick(_pad_slots(parts.centre, slots), _pad_slots(new_parts.centre, slots)),
-        coeffs=pick(_pad_slots(parts.coeffs, slots), _pad_slots(new_parts.coeffs, slots)),
-        scale=pick(_pad_slots(parts.scale, slots), _pad_slots(new_parts.scale, slots)),
-        polygons=pick(_pad_slots(parts.polygons, slots), _pad_slots(new_parts.polygons, slots)),
+        centre=pick(parts.centre, new_parts.centre),
+        coeffs=pick(parts.coeffs, new_parts.coeffs),
+        scale=pick(parts.scale, new_parts.scale),
+        polygons=pick(parts.polygons, new_parts.polygons),
         count=torch.where(better, new_parts.count, parts.count),
     )
     cost = dict(old.cost)

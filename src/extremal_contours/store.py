@@ -28,7 +28,8 @@ import torch
 from torch import Tensor
 
 from . import contour as C
-from .result import ContourResult, comparable_settings
+from .record import comparable_settings
+from .result import ContourResult
 
 __all__ = ["COLUMNS", "ResultStore", "contours_of", "done_images", "failed_images", "load_results", "merge", "redraw", "settings_key", "shard_path", "store_files"]
 
