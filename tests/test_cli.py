@@ -250,18 +250,21 @@ def test_precision_option_is_recorded_and_counts_as_a_setting(tmp_path, capsys):
     assert "already done" not in capsys.readouterr().err
     record = json.loads((out / "p" / "explanation.json").read_text())
     assert record["settings"]["precision"] == "float32"
-    # A result saved before the setting existed ran in float32: it is still done.
+    assert main(["explain", str(tmp_path / "p.png"), "--out", str(out), *RANDOM]) == 0
+    assert "already done" in capsys.readouterr().err
+    # A record without the setting is another job (no compatibility with earlier unreleased formats).
     del record["settings"]["precision"], record["meta"]["job"]["settings"]["precision"]
     (out / "p" / "explanation.json").write_text(json.dumps(record))
     assert main(["explain", str(tmp_path / "p.png"), "--out", str(out), *RANDOM]) == 0
-    assert "already done" in capsys.readouterr().err
+    assert "already done" not in capsys.readouterr().err
     assert main(["explain", str(tmp_path / "p.png"), "--precision", "bfloat16", "--out", str(out), *RANDOM]) == 0
     assert "already done" not in capsys.readouterr().err
 
 
-def test_store_settings_key_ignores_a_later_setting_at_its_old_value():
+def test_store_settings_key_tells_every_setting_apart():
     from extremal_contours.store import settings_key
 
     old = {"harmonics": 8, "iterations": 64}
-    assert settings_key(old | {"precision": "float32"}) == settings_key(old)
-    assert settings_key(old | {"precision": "bfloat16"}) != settings_key(old)
+    assert settings_key({"iterations": 64, "harmonics": 8}) == settings_key(old)
+    assert settings_key(old | {"precision": "float32"}) != settings_key(old)
+    assert settings_key(old | {"precision": "bfloat16"}) != settings_key(old | {"precision": "float32"})

@@ -26,7 +26,6 @@ from .inputs import area_tag
 from .metrics import FAITHFULNESS_PROTOCOLS
 from .modelcall import PRECISIONS
 from .models import DEFAULT_MODEL, LoadedModel, ModelError, load_model
-from .record import comparable_settings
 from .sweep import DEFAULT_AREAS
 from .targets import SCORES, describe
 
@@ -205,11 +204,10 @@ def _recorded(folder: Path) -> dict[str, Any] | None:
 
 
 def _same_job(saved: Any, job: dict[str, Any]) -> bool:
-    """Whether a saved result's job is ``job`` (settings added since it was saved, at the value it
-    ran with, do not count as a difference)."""
+    """Whether a saved result's job is ``job``."""
     if not isinstance(saved, dict) or not isinstance(saved.get("settings"), dict):
         return False
-    return {**saved, "settings": comparable_settings(saved["settings"])} == {**job, "settings": comparable_settings(job["settings"])}
+    return saved == job
 
 
 def _is_picture(meta: dict[str, Any], path: Path, fingerprint: _Fingerprints) -> bool:

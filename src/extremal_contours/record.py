@@ -24,7 +24,7 @@ from . import contour as C
 from ._errors import first_line
 from .result import ContourParts, ContourResult
 
-__all__ = ["COORDINATES", "FORMAT", "MAX_RECORD_SIDE", "RECORD_FILE", "SETTINGS_ADDED", "comparable_settings", "from_record", "json_text", "load", "read_record", "to_record"]
+__all__ = ["COORDINATES", "FORMAT", "MAX_RECORD_SIDE", "RECORD_FILE", "from_record", "json_text", "load", "read_record", "to_record"]
 
 FORMAT = "extremal-contours/1"
 COORDINATES = (
@@ -36,17 +36,6 @@ COORDINATES = (
 RECORD_FILE = "explanation.json"
 #: Largest image side a record may claim (a corrupt size would otherwise allocate terabytes).
 MAX_RECORD_SIDE = 16384
-
-# Explainer settings added after results were first saved, each with the value those results ran with.
-# A result saved without one ran with that value, so settings are compared with it left out there.
-SETTINGS_ADDED: dict[str, Any] = {"precision": "float32"}
-
-
-def comparable_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """``settings`` without the added settings at their old values (see ``SETTINGS_ADDED``): the
-    form in which settings are compared and hashed, so that a result saved by an earlier version
-    with the same behaviour still counts as done."""
-    return {k: v for k, v in settings.items() if k not in SETTINGS_ADDED or SETTINGS_ADDED[k] != v}
 
 
 def json_text(data: Any, indent: int | None = None) -> str:
