@@ -1,18 +1,60 @@
-"""Writing a folder atomically: a failure never leaves a half-written folder.
+"""Writing a folder atomically: readers see the old folder or the whole new one, never a half-written
+one and never none.
 
 The new folder is written into a hidden staging folder beside the target and moved into place at the
-end; an existing target is first renamed aside, then deleted.
+end. An existing target is swapped with the staging folder in one step (Linux ``renameat2`` with
+``RENAME_EXCHANGE``) and the old folder, now at the staging path, is deleted. Where that call does not
+exist (other systems, kernels before 3.15, file systems without it) the fallback is two renames: the
+old folder aside, the new one in; between them there is a moment with no folder at the target, and a
+failure of the second puts the old one back.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import functools
 import os
 import secrets
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["replaceable", "write_folder"]
+__all__ = ["exchange", "replaceable", "write_folder"]
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+#: errnos meaning "this system or file system cannot exchange", so the fallback is used.
+_CANNOT_EXCHANGE = {errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP}
+
+
+@functools.cache
+def _renameat2() -> Callable[..., int] | None:
+    """The C library's ``renameat2``, or ``None`` where there is none (glibc before 2.28, not Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function  # type: ignore[no-any-return]
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one atomic step; ``False`` (nothing done) where the system or the
+    file system cannot."""
+    function = _renameat2()
+    if function is None:
+        return False
+    if function(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in _CANNOT_EXCHANGE:
+        return False
+    raise OSError(code, os.strerror(code), str(a), None, str(b))
 
 
 def replaceable(folder: Path, marker: str) -> bool:
@@ -59,11 +101,23 @@ def _staging_folder(target: Path) -> Path:
 
 
 def _move_into_place(staging: Path, target: Path) -> None:
-    """Move ``staging`` to ``target``, replacing an existing folder only once the new one is whole."""
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-        os.replace(staging, target)
-        shutil.rmtree(old, ignore_errors=True)
+    """Put the whole folder ``staging`` at ``target``; an old ``target`` ends up at ``staging`` (for the
+    caller's clean-up) or deleted."""
+    if not target.exists():
+        os.rename(staging, target)  # fails, leaving both as they were, if a folder appeared meanwhile
+    elif exchange(staging, target):
+        shutil.rmtree(staging, ignore_errors=True)  # the old folder, swapped out
     else:
-        os.replace(staging, target)
+        _two_step_replace(staging, target)
+
+
+def _two_step_replace(staging: Path, target: Path) -> None:
+    """The fallback without an atomic exchange: the old folder aside, the new one in, the old deleted."""
+    old = target.with_name(f".{target.name}.old-{secrets.token_hex(4)}")
+    os.rename(target, old)
+    try:
+        os.rename(staging, target)
+    except BaseException:
+        os.rename(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
