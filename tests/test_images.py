@@ -100,3 +100,25 @@ def test_exif_orientation_turns_the_picture_upright(tmp_path):
     assert np.array(image)[:5, :, 0].mean() > 200  # the band is now at the top
     plain, plain_note = I.load_image(_save(tmp_path, "plain.jpg", Image.fromarray(pixels)))
     assert plain.size == (60, 40) and plain_note is None
+
+
+@pytest.mark.parametrize(
+    "orientation, turn",
+    [
+        (2, Image.Transpose.FLIP_LEFT_RIGHT),
+        (3, Image.Transpose.ROTATE_180),
+        (4, Image.Transpose.FLIP_TOP_BOTTOM),
+        (5, Image.Transpose.TRANSPOSE),
+        (6, Image.Transpose.ROTATE_270),
+        (7, Image.Transpose.TRANSVERSE),
+        (8, Image.Transpose.ROTATE_90),
+    ],
+)
+def test_every_exif_orientation_is_undone(tmp_path, orientation, turn):
+    pixels = np.random.default_rng(orientation).integers(0, 255, (40, 60, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = _save(tmp_path, "o.png", Image.fromarray(pixels), exif=exif.tobytes())
+    image, note = I.load_image(path)
+    assert np.array_equal(np.array(image), np.array(Image.fromarray(pixels).transpose(turn)))
+    assert f"EXIF orientation ({orientation})" in note

@@ -164,6 +164,35 @@ def test_pieces_and_holes_by_hand():
     assert M.pieces(torch.zeros(1, 5, 5, dtype=torch.bool)).tolist() == [0]
 
 
+def _drawn(*rows: str) -> torch.Tensor:
+    """A bool mask ``(1, 1, H, W)`` drawn with ``#`` (inside) and ``.`` (outside)."""
+    return torch.tensor([[ch == "#" for ch in row] for row in rows])[None, None]
+
+
+@pytest.mark.parametrize(
+    "rows, count_pieces, count_holes",
+    [
+        # A ring around a dot: two pieces, one hole (the dot sits in it).
+        (("#####", "#...#", "#.#.#", "#...#", "#####"), 2, 1),
+        # Two holes in one piece.
+        (("#######", "#.###.#", "#######"), 1, 2),
+        # Background that reaches the border only through a diagonal gap is still a hole (4-connected).
+        (("###..", "#.#..", "##..."), 1, 1),
+        # Pieces touching at a corner are one (8-connected); the notch between them reaches the border.
+        (("##...", "##...", "..##.", "..##."), 1, 0),
+        # A U opening onto the border has no hole; three separate dots are three pieces.
+        (("#.#..#", "#.#...", "###.#."), 3, 0),
+        # Full and empty.
+        (("###", "###"), 1, 0),
+        (("...", "..."), 0, 0),
+    ],
+)
+def test_pieces_and_holes_of_drawn_masks(rows, count_pieces, count_holes):
+    mask = _drawn(*rows)
+    assert M.pieces(mask).tolist() == [count_pieces] and M.holes(mask).tolist() == [count_holes]
+    assert M.pieces(mask).dtype == torch.long and M.holes(mask[:, 0]).tolist() == [count_holes]  # (N, H, W) too
+
+
 def test_pieces_and_holes_equal_scipy_on_random_masks():
     ndimage = pytest.importorskip("scipy.ndimage")
     g = torch.Generator().manual_seed(1)

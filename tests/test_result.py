@@ -10,9 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from extremal_contours import ContourResult, ExtremalContour
+from extremal_contours import ContourParts, ContourResult, ExtremalContour
 from extremal_contours import contour as C
-from extremal_contours import result as R
+from extremal_contours import export as E
+from extremal_contours import record as R
 
 FAST = {"iterations": 6, "starts": 2, "scan": 2, "progress": False}
 
@@ -83,7 +84,7 @@ def test_save_is_atomic(result, tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(R, "draw_overlay", broken)
+    monkeypatch.setattr(E, "draw_overlay", broken)
     with pytest.raises(OSError, match="disk full"):
         result.save(tmp_path / "r")
     # The earlier result is intact and no staging folder is left.
@@ -211,3 +212,20 @@ def test_load_finds_results_in_nested_folders_and_save_never_replaces_other_file
         result.select(0).save(tmp_path / "photos" / "sub")
     assert (tmp_path / "photos" / "sub" / "mine.png").read_bytes() == b"user data"
     assert sorted(p.name for p in (tmp_path / "photos").iterdir()) == ["sub"]  # no staging folder left
+
+
+def test_parts_api_pads_and_stacks_and_results_concatenate(result):
+    single = result.all_parts()  # one contour per region, as parts
+    assert single.slots == 1 and single.count.tolist() == [[1, 1], [1, 1]]
+    torch.testing.assert_close(single.centre[:, :, 0], result.centre)
+    wide = single.padded(3)
+    assert wide.centre.shape == (2, 2, 3, 2) and wide.coeffs.shape[:3] == (2, 2, 3) and torch.equal(wide.count, single.count)
+    assert not wide.scale[:, :, 1:].any() and wide.outlines(0, 1)[0].tolist() == result.polygon(0, 1).tolist()
+    with pytest.raises(ValueError, match="cannot pad 3 contour slots down to 1"):
+        wide.padded(1)
+    stacked = ContourParts.concat([single.take(slice(0, 1)), wide.take(slice(1, 2))])
+    assert stacked.slots == 3 and stacked.centre.shape[0] == 2 and stacked.count.tolist() == [[1, 1], [1, 1]]
+    back = ContourResult.concat([result.select(0), result.select(1)])
+    assert back.names == result.names and torch.equal(back.masks, result.masks) and back.parts is None
+    with pytest.raises(ValueError, match="some have classes and others not"):
+        ContourResult.concat([result.select(0), dataclasses.replace(result.select(1), classes=None)])

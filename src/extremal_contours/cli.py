@@ -22,10 +22,10 @@ from ._errors import first_line
 from .data import DatasetError
 from .explainer import VARIANTS, ExtremalContour
 from .images import ImageError, find_images, load_image
+from .inputs import area_tag
 from .metrics import FAITHFULNESS_PROTOCOLS
 from .modelcall import PRECISIONS
 from .models import DEFAULT_MODEL, LoadedModel, ModelError, load_model
-from .result import _area_tag, comparable_settings
 from .sweep import DEFAULT_AREAS
 from .targets import SCORES, describe
 
@@ -163,7 +163,7 @@ def _areas(values: Sequence[float], flag: str) -> tuple[float, ...]:
         raise UsageError(f"{flag} takes fractions in (0, 1), got {', '.join(map(str, areas))}")
     if any(a < MIN_AREA for a in areas):
         raise UsageError(f"{flag} {min(areas):g} is too small: at least {MIN_AREA:g} (a few pixels of the model's input)")
-    if len({_area_tag(a) for a in areas}) != len(areas):
+    if len({area_tag(a) for a in areas}) != len(areas):
         raise UsageError(f"{flag} values must be distinct to 4 significant digits (result files are named so), got {', '.join(map(str, areas))}")
     return areas
 
@@ -204,11 +204,10 @@ def _recorded(folder: Path) -> dict[str, Any] | None:
 
 
 def _same_job(saved: Any, job: dict[str, Any]) -> bool:
-    """Whether a saved result's job is ``job`` (settings added since it was saved, at the value it
-    ran with, do not count as a difference)."""
+    """Whether a saved result's job is ``job``."""
     if not isinstance(saved, dict) or not isinstance(saved.get("settings"), dict):
         return False
-    return {**saved, "settings": comparable_settings(saved["settings"])} == {**job, "settings": comparable_settings(job["settings"])}
+    return saved == job
 
 
 def _is_picture(meta: dict[str, Any], path: Path, fingerprint: _Fingerprints) -> bool:

@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ._errors import first_line
 
@@ -58,16 +58,14 @@ def find_images(paths: list[str | os.PathLike[str]]) -> list[Path]:
     return found
 
 
-#: The turn that makes a picture upright, per EXIF orientation (2-8; 1 is upright already).
-_UPRIGHT = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
+def _orientation(image: Image.Image) -> int:
+    """The picture's EXIF orientation (2-8: stored turned or mirrored, as phones do), 1 when upright,
+    missing or unreadable (a damaged EXIF block leaves the pixels good)."""
+    try:
+        value = image.getexif().get(0x0112, 1)
+    except Exception:
+        return 1
+    return value if value in (2, 3, 4, 5, 6, 7, 8) else 1
 
 
 def as_rgb(image: Image.Image) -> Image.Image:
@@ -125,7 +123,7 @@ def load_image(path: str | os.PathLike[str]) -> tuple[Image.Image, str | None]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)
+            image: Image.Image = Image.open(path)
             w, h = image.size
             if w * h > MAX_PIXELS:
                 raise ImageError(f"picture is {w}x{h} ({w * h / 1e6:.0f} MP), above the {MAX_PIXELS / 1e6:.0f} MP limit; downscale it first")
@@ -142,14 +140,9 @@ def load_image(path: str | os.PathLike[str]) -> tuple[Image.Image, str | None]:
         raise ImageError(f"picture is too large (over {MAX_PIXELS / 1e6:.0f} MP): {path}") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"cannot read {path}: {first_line(exc)} (truncated or corrupt file?)") from None
-    try:
-        orientation = image.getexif().get(0x0112, 1)  # EXIF Orientation: phone pictures are stored turned
-    except Exception:  # damaged EXIF block: the pixels are still good
-        orientation = 1
-    if orientation not in (2, 3, 4, 5, 6, 7, 8):
-        orientation = 1
+    orientation = _orientation(image)
     if orientation != 1:
-        image = image.transpose(_UPRIGHT[orientation])
+        image = ImageOps.exif_transpose(image)
     rgb, note = _to_rgb(image)
     if orientation != 1:
         note = "; ".join(filter(None, [f"turned upright as its EXIF orientation ({orientation}) says", note]))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -223,37 +224,13 @@ def sparseness(maps: Tensor) -> Tensor:
     return (((2 * i - n - 1) * a).sum(1) / (n * a.sum(1))).float()
 
 
-def _labels(masks: Tensor, diagonal: bool) -> Tensor:
-    """Connected-component labels of bool masks ``(N, H, W)``: every pixel of a piece carries the
-    largest flat index (+1) in that piece, background 0. Neighbours share labels by 3x3 max pooling
-    (``diagonal``: 8-connectivity) or by the four axis shifts (4-connectivity), each round followed
-    by pointer jumping (a pixel takes the label of the pixel its label names), until nothing changes."""
-    n, h, w = masks.shape
-    index = torch.arange(1, h * w + 1, device=masks.device, dtype=torch.float64).expand(n, h * w)
-    fg = masks.reshape(n, h * w)
-    labels = torch.where(fg, index, torch.zeros_like(index))
-    while True:
-        grid = labels.view(n, 1, h, w)
-        if diagonal:
-            spread = torch.nn.functional.max_pool2d(grid, 3, stride=1, padding=1)
-        else:
-            pad = torch.nn.functional.pad(grid, (1, 1, 1, 1))
-            spread = torch.stack(
-                [grid, pad[..., :-2, 1:-1], pad[..., 2:, 1:-1], pad[..., 1:-1, :-2], pad[..., 1:-1, 2:]]
-            ).amax(0)
-        new = torch.where(fg, spread.reshape(n, h * w), labels)
-        jumped = new.gather(1, (new.long() - 1).clamp(min=0))
-        new = torch.where(fg, torch.maximum(new, jumped), new)
-        if torch.equal(new, labels):
-            return labels.view(n, h, w)
-        labels = new
-
-
 def _count_components(masks: Tensor, diagonal: bool) -> Tensor:
-    """Connected components per bool mask ``(N, H, W)``: the pixels that carry their own label."""
-    labels = _labels(masks, diagonal).flatten(1)
-    own = torch.arange(1, labels.shape[1] + 1, device=labels.device, dtype=labels.dtype)
-    return (labels == own).sum(1)
+    """Connected components per bool mask ``(N, H, W)``, 8-connected (``diagonal``) or 4-connected."""
+    from scipy import ndimage
+
+    structure = np.ones((3, 3), dtype=bool) if diagonal else None  # None: scipy's cross, 4-connectivity
+    counts = [ndimage.label(m, structure=structure)[1] for m in masks.cpu().numpy()]
+    return torch.tensor(counts, dtype=torch.long, device=masks.device)
 
 
 def pieces(masks: Tensor) -> Tensor:
@@ -285,6 +262,20 @@ def _class_scores(model: Callable[[Tensor], Tensor], batch: Tensor, classes: Ten
     if probability:
         out = out.softmax(1)
     return out.gather(1, classes[:, None].to(out.device))[:, 0]
+
+
+def _checked_subsets(subsets: Tensor, shape: tuple[int, int, int], units: int, features: str) -> Tensor:
+    """``subsets`` as CPU ``long`` if they are ``shape`` distinct indices of ``units`` features per subset."""
+    if tuple(subsets.shape) != shape:
+        raise ValueError(f"subsets must have shape {shape}, got {tuple(subsets.shape)}")
+    if subsets.is_floating_point() or subsets.is_complex() or subsets.dtype == torch.bool:
+        raise ValueError(f"subsets must hold integer indices, got {subsets.dtype}")
+    subsets = subsets.long().cpu()
+    if subsets.numel() and not 0 <= int(subsets.min()) <= int(subsets.max()) < units:
+        raise ValueError(f"subsets index {features} from 0 to {units - 1}; got {int(subsets.min())} to {int(subsets.max())}")
+    if (subsets.sort(-1).values.diff(dim=-1) == 0).any():
+        raise ValueError("subsets repeat an index within a subset; each must be distinct")
+    return subsets
 
 
 @torch.no_grad()
@@ -345,15 +336,7 @@ def faithfulness_correlation(
     if not 1 <= subset < h * w:
         raise ValueError(f"subset must be between 1 and {h * w - 1} (below the pixel count, as Quantus), got {subset}")
     if subsets is not None:
-        if tuple(subsets.shape) != (n, runs, subset):
-            raise ValueError(f"subsets must have shape {(n, runs, subset)}, got {tuple(subsets.shape)}")
-        if subsets.is_floating_point() or subsets.is_complex() or subsets.dtype == torch.bool:
-            raise ValueError(f"subsets must hold integer indices, got {subsets.dtype}")
-        subsets = subsets.long().cpu()
-        if subsets.numel() and not 0 <= int(subsets.min()) <= int(subsets.max()) < units:
-            raise ValueError(f"subsets index {features} from 0 to {units - 1}; got {int(subsets.min())} to {int(subsets.max())}")
-        if (subsets.sort(-1).values.diff(dim=-1) == 0).any():
-            raise ValueError("subsets repeat an index within a subset; each must be distinct")
+        subsets = _checked_subsets(subsets, (n, runs, subset), units, features)
     g = torch.Generator().manual_seed(seed)
     clean = _class_scores(model, x, classes, batch_size, probability=False).double().cpu()
     out = torch.empty(n)
