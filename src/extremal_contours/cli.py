@@ -399,10 +399,11 @@ def _explain_to_store(
     job: dict[str, Any],
 ) -> int:
     """Explain ``files`` into one SQLite result store under ``--out`` (sharded under torchrun)."""
-    from .benchmark import distributed_rank
+    from .distributed import join, leave, on_rank_zero
     from .store import ResultStore, done_images, failed_images, merge, settings_key, shard_path
 
-    rank, world = distributed_rank()
+    world_ = join()
+    rank, world = world_.rank, world_.size
     main_file = Path(args.out) / "explanations.sqlite"
     extra = {"model": job["model"], "weights": job["weights"], "requested_target": target}
     key = settings_key(
@@ -442,18 +443,12 @@ def _explain_to_store(
             store.add_error(name, message)
             tqdm.write(f"error: {path}: {message}", file=sys.stderr)
     bar.close()
-    if world > 1:
-        import torch.distributed as dist
+    def merged() -> None:  # the shards (in one process: those a killed sharded run left behind)
+        total = merge(main_file)
+        print(f"merged {world} shards: {total} rows in {main_file}" if world > 1 else f"{total} rows in {main_file}", file=sys.stderr)
 
-        dist.barrier()
-        if rank == 0:
-            total = merge(main_file)
-            print(f"merged {world} shards: {total} rows in {main_file}", file=sys.stderr)
-        dist.barrier()
-        dist.destroy_process_group()
-    else:
-        total = merge(main_file)  # shards a killed sharded run left behind
-        print(f"{total} rows in {main_file}", file=sys.stderr)
+    on_rank_zero(world_, merged)
+    leave(world_)
     return 1 if failed else 0
 
 
