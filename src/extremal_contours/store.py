@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from . import contour as C
-from .result import ContourResult, comparable_settings
+from .result import ContourResult
 
 __all__ = ["COLUMNS", "ResultStore", "contours_of", "done_images", "failed_images", "load_results", "merge", "redraw", "settings_key", "shard_path", "store_files"]
 
@@ -55,9 +55,8 @@ CREATE TABLE IF NOT EXISTS settings (settings_key TEXT PRIMARY KEY, settings TEX
 
 
 def settings_key(settings: dict[str, Any]) -> str:
-    """A short stable hash of a settings dict (rows of different settings never mix; settings added
-    later, at the value that earlier rows ran with, leave the hash as it was)."""
-    return hashlib.sha1(json.dumps(comparable_settings(settings), sort_keys=True, default=str).encode()).hexdigest()[:12]
+    """A short stable hash of a settings dict (rows of different settings never mix)."""
+    return hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -65,10 +64,10 @@ def _connect(path: Path) -> sqlite3.Connection:
     con = sqlite3.connect(str(path), timeout=60)
     con.execute("PRAGMA journal_mode=WAL")
     con.executescript(_SCHEMA)
-    have = {row[1] for row in con.execute("PRAGMA table_info(explanations)")}
-    for column in COLUMNS:
-        if column not in have:  # a store written by an older version
-            con.execute(f"ALTER TABLE explanations ADD COLUMN {column} {_TYPES.get(column, 'REAL')}")
+    have = tuple(row[1] for row in con.execute("PRAGMA table_info(explanations)"))
+    if have != COLUMNS:
+        con.close()
+        raise sqlite3.DatabaseError(f"{path} has other columns than this version writes; use another --out")
     return con
 
 
