@@ -1,6 +1,10 @@
 import csv
 import dataclasses
 import json
+import os
+import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -9,7 +13,7 @@ from PIL import Image
 
 from conftest import TinyNet
 from extremal_contours import metrics as M
-from extremal_contours.benchmark import BenchmarkConfig, BenchmarkMismatch, run_benchmark, speed_table
+from extremal_contours.benchmark import FIELDS, BenchmarkConfig, BenchmarkMismatch, run_benchmark, speed_table
 from extremal_contours.models import LoadedModel
 
 
@@ -36,6 +40,41 @@ def _rows(path):
         return list(csv.DictReader(handle))
 
 
+def _cells(line):
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def tables(markdown):
+    """The Markdown tables of a summary by section (the ``## `` heading above them): each a list of
+    rows, a row a dict from column name to cell."""
+    out, section, lines = {}, None, markdown.splitlines()
+    for k, line in enumerate(lines):
+        if line.startswith("## "):
+            section = line[3:].strip()
+        elif line.startswith("|") and k + 1 < len(lines) and set(lines[k + 1].replace("|", "").strip()) == {"-"}:
+            header = _cells(line)
+            body = []
+            for row in lines[k + 2 :]:
+                if not row.startswith("|"):
+                    break
+                cells = _cells(row)
+                assert len(cells) == len(header), row
+                body.append(dict(zip(header, cells, strict=True)))
+            out[section] = body
+    return out
+
+
+def test_tables_parses_a_summary():
+    text = "## A\n\nnote\n\n| m | x |\n|---|---|\n| a | 1 |\n| b | 2 |\n\n## B\n\n| y |\n|---|\n| 3 |\n"
+    assert tables(text) == {"A": [{"m": "a", "x": "1"}, {"m": "b", "x": "2"}], "B": [{"y": "3"}]}
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def test_benchmark_rows_summary_consistency_and_resume(dataset, loaded, tmp_path):
     out = tmp_path / "out"
     config = BenchmarkConfig(
@@ -60,11 +99,16 @@ def test_benchmark_rows_summary_consistency_and_resume(dataset, loaded, tmp_path
     assert any("start_jitter=0.1" in line for line in logs)
     assert json.loads((out / "run.json").read_text())["runs"][-1]["effective_options"]["contour"]["start_jitter"] == 0.1
     assert any(float(r["iou"]) < 1 for r in _rows(out / "consistency.csv"))
-    summary = (out / "summary.md").read_text()
-    assert "| contour | 0.1 | 5 |" in summary and "Run-to-run consistency" in summary
+    summary = tables((out / "summary.md").read_text())
+    fidelity = {(r["method"], r["area"]): r for r in summary["Fidelity and cost"]}
+    assert set(fidelity) == {(m, a) for m in ("contour", "saliency") for a in ("0.1", "0.2")}
+    assert fidelity[("contour", "0.1")]["images"] == "5"
+    consistency = summary["Run-to-run consistency"]
+    assert [(r["method"], r["area"], r["images"], r["runs"]) for r in consistency] == [("contour", "0.1", "5", "2"), ("contour", "0.2", "5", "2")]
     # Every binary mask's pieces and holes are counted and tabulated.
     assert all(int(r["pieces"]) >= 1 and int(r["holes"]) >= 0 for r in rows)
-    assert "Shape of the binary masks" in summary
+    shapes = {(r["method"], r["area"]): r for r in summary["Shape of the binary masks"]}
+    assert set(shapes) == set(fidelity) and all(r["masks"] == ("10" if m == "contour" else "5") for (m, _), r in shapes.items())
     with Image.open(out / "profile.png") as im:  # fidelity against area, per method
         assert im.size[0] > 500
     # Map metrics: one row per (method, image, seed); boxes give localisation scores in [0, 1].
@@ -73,11 +117,13 @@ def test_benchmark_rows_summary_consistency_and_resume(dataset, loaded, tmp_path
     for r in maps:
         assert 0 <= float(r["relevance_mass"]) <= 1 and float(r["pointing_game"]) in (0.0, 1.0)
         assert float(r["complexity"]) > 0 and r["insertion_auc"] == "nan"
-    assert "Attribution maps" in summary
+    maps_table = next(rows for name, rows in summary.items() if name.startswith("Attribution maps"))
+    assert [(r["method"], r["images"]) for r in maps_table] == [("contour", "5"), ("saliency", "5")]
     # Speed: the model's own time per pass, measured once, and each method's overhead over it.
     floor = json.loads((out / "speed.json").read_text())
-    assert floor["forward_backward_s"] > 0 and floor["forward_s"] > 0 and floor["input"] == [3, 32, 32]
-    assert "## Speed" in summary and "overhead ratio" in summary
+    assert floor["input"] == [3, 32, 32]
+    assert [r["method"] for r in summary["Speed"]] == ["contour", "saliency"]
+    assert all(r["overhead ratio"] not in ("", "-") for r in summary["Speed"])
     # A re-run does nothing more (but tries the broken picture again); a bigger run adds only the new work.
     logs.clear()
     run_benchmark(config, loaded, progress=False, log=logs.append)
@@ -134,12 +180,12 @@ def test_benchmark_faithfulness_columns(dataset, loaded, tmp_path):
     assert [r["faithfulness_correlation"] for r in _rows(tmp_path / "q" / "maps.csv")] != [r["faithfulness_correlation"] for r in maps]
     with pytest.raises(BenchmarkMismatch, match="faithfulness_protocol='blur'"):
         run_benchmark(dataclasses.replace(quantus, out=out), loaded, progress=False, log=lambda m: None)
-    # A folder from before the protocol was recorded was made with blur: it refuses Quantus' protocol too.
+    # A run.json that does not record a fixed setting cannot be checked: refused.
     record = json.loads((out / "run.json").read_text())
     del record["faithfulness_protocol"]
     (out / "run.json").write_text(json.dumps(record))
-    with pytest.raises(BenchmarkMismatch, match="faithfulness_protocol='blur'"):
-        run_benchmark(dataclasses.replace(quantus, out=out), loaded, progress=False, log=lambda m: None)
+    with pytest.raises(BenchmarkMismatch, match="does not record faithfulness_protocol"):
+        run_benchmark(dataclasses.replace(config, out=out), loaded, progress=False, log=lambda m: None)
     # Each summary says how its subsets were replaced.
     assert "100 subsets of 224 pixels each replaced by the most blurred image" in (out / "summary.md").read_text()
     assert "100 subsets of 224 input values each set to the image's minimum" in (tmp_path / "q" / "summary.md").read_text()
@@ -159,14 +205,13 @@ def test_random_targets_are_never_the_prediction_and_repeat(dataset, loaded, tmp
         predicted[r["image"]] = int(loaded.model((x.permute(2, 0, 1)[None] / 255 - 0.5) / 0.5).argmax(1))
     assert all(int(r["label"]) != predicted[r["image"]] for r in rows[0])
     # The summary reports the random class's probability on the preserved image, not only the ratio.
-    summary = (tmp_path / "a" / "summary.md").read_text()
-    assert "Adversarial-artifact check" in summary
+    summary = tables((tmp_path / "a" / "summary.md").read_text())
     kept = [float(r["preserved_probability"]) for r in rows[0]]
     for r, k in zip(rows[0], kept, strict=True):
         assert k == pytest.approx(float(r["preserve_ratio"]) * float(r["clean_probability"]), rel=1e-4)
-    table = summary.split("Adversarial-artifact check")[1]
-    line = next(x for x in table.splitlines() if x.startswith("| saliency | 0.1 |"))
-    assert line.split("|")[6].strip() == f"{max(kept):.3f}"
+    (line,) = summary["Adversarial-artifact check (random target)"]
+    assert (line["method"], line["area"], line["explanations"]) == ("saliency", "0.1", "5")
+    assert line["preserved: max"] == f"{max(kept):.3f}"
 
 
 def test_benchmark_folder_records_runs_and_refuses_other_targets(dataset, loaded, tmp_path):
@@ -180,7 +225,7 @@ def test_benchmark_folder_records_runs_and_refuses_other_targets(dataset, loaded
     record = json.loads((out / "run.json").read_text())
     assert record["random_target"] is False and [r["limit"] for r in record["runs"]] == [1, 2]
     assert "torch" in record["runs"][0]["versions"]
-    assert "Adversarial-artifact" not in (out / "summary.md").read_text()
+    assert not any(name.startswith("Adversarial-artifact") for name in tables((out / "summary.md").read_text()))
     before = (out / "per_image.csv").read_text()
     with pytest.raises(BenchmarkMismatch, match="random_target"):
         run_benchmark(
@@ -199,48 +244,66 @@ def test_benchmark_folder_records_runs_and_refuses_other_targets(dataset, loaded
 
 
 def test_benchmark_append_survives_empty_and_half_written_files(tmp_path):
-    from extremal_contours.benchmark import _append, _drop_partial_line
+    from extremal_contours.benchmark.rows import append_rows, drop_partial_line
 
     path = tmp_path / "rows.csv"
     path.write_text("")  # a run killed right after creating the file
-    _append(path, ["a", "b"], [{"a": 1, "b": 2}])
+    append_rows(path, ["a", "b"], [{"a": 1, "b": 2}])
     path.write_text(path.read_text() + "3,")  # ... or in the middle of a row: cut when the next run starts
-    _drop_partial_line(path)
-    _append(path, ["a", "b"], [{"a": 5, "b": 6}])
+    drop_partial_line(path)
+    append_rows(path, ["a", "b"], [{"a": 5, "b": 6}])
+    assert _rows(path) == [{"a": "1", "b": "2"}, {"a": "5", "b": "6"}]
+    with pytest.raises(BenchmarkMismatch, match="other columns"):  # never rows under another header
+        append_rows(path, ["a", "c"], [{"a": 7, "c": 8}])
     assert _rows(path) == [{"a": "1", "b": "2"}, {"a": "5", "b": "6"}]
 
 
-def test_merge_shards_adds_each_missing_row_once_and_keeps_every_column(tmp_path):
+def _per_image_csv(*rows):
+    """per_image.csv text with ``rows`` of (image, preserve_ratio[, stray values])."""
+    filler = ",".join("0" for _ in FIELDS[5:])
+    lines = [",".join(FIELDS)]
+    for image, ratio, *stray in rows:
+        values = dict(zip(FIELDS, ["contour", image, "1", "0.1", "0", *filler.split(",")], strict=True)) | {"preserve_ratio": ratio}
+        lines.append(",".join([*values.values(), *stray]))
+    return "\n".join(lines) + "\n"
+
+
+def test_merge_shards_adds_each_missing_row_once(tmp_path):
     from extremal_contours.benchmark import merge_shards
 
-    head = "method,image,area,seed,preserve_ratio\n"
-    (tmp_path / "per_image.csv").write_text(head + "contour,a.png,0.1,0,0.5\n")
-    for rank, text in enumerate([head + "contour,a.png,0.1,0,0.9\ncontour,b.png,0.1,0,0.7,stray\n",
-                                 "method,image,area,seed,preserve_ratio,note\ncontour,b.png,0.1,0,0.7,x\ncontour,c.png,0.1,0,0.2,y\n"]):  # fmt: skip
+    (tmp_path / "per_image.csv").write_text(_per_image_csv(("a.png", "0.5")))
+    for rank, rows in enumerate([[("a.png", "0.9"), ("b.png", "0.7", "stray")], [("b.png", "0.8"), ("c.png", "0.2")]]):
         (tmp_path / "shards" / f"rank{rank}").mkdir(parents=True)
-        (tmp_path / "shards" / f"rank{rank}" / "per_image.csv").write_text(text)
+        (tmp_path / "shards" / f"rank{rank}" / "per_image.csv").write_text(_per_image_csv(*rows))
+    (tmp_path / "shards" / "rank1" / "errors.csv").write_text("image,error\nbroken.png,not a picture\n")
     merge_shards(tmp_path)
     rows = _rows(tmp_path / "per_image.csv")
-    assert [(r["image"], r["preserve_ratio"], r["note"]) for r in rows] == [("a.png", "0.5", ""), ("b.png", "0.7", ""), ("c.png", "0.2", "y")]
-    assert (tmp_path / "per_image.csv").read_text().splitlines()[0] == "method,image,area,seed,preserve_ratio,note"  # no unnamed column
+    assert [(r["image"], r["preserve_ratio"]) for r in rows] == [("a.png", "0.5"), ("b.png", "0.7"), ("c.png", "0.2")]
+    assert (tmp_path / "per_image.csv").read_text().splitlines()[0] == ",".join(FIELDS)  # no unnamed column
+    assert _rows(tmp_path / "errors.csv") == [{"image": "broken.png", "error": "not a picture"}]  # every CSV, one mechanism
     assert not any((tmp_path / "shards").iterdir())
 
 
-def test_benchmark_under_torchrun_matches_one_process(dataset, tmp_path):
-    import os
-    import subprocess
-    import sys
+def test_merge_shards_refuses_a_shard_of_other_columns(tmp_path):
+    from extremal_contours.benchmark import merge_shards
 
+    (tmp_path / "per_image.csv").write_text("method,image,area,seed,preserve_ratio\ncontour,a.png,0.1,0,0.5\n")
+    (tmp_path / "shards" / "rank0").mkdir(parents=True)
+    (tmp_path / "shards" / "rank0" / "per_image.csv").write_text(_per_image_csv(("b.png", "0.7")))
+    with pytest.raises(BenchmarkMismatch, match="other columns"):
+        merge_shards(tmp_path)
+    assert len(_rows(tmp_path / "per_image.csv")) == 1
+
+
+def test_benchmark_under_torchrun_matches_one_process(dataset, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TQDM_DISABLE="1")
     args = ["-m", "extremal_contours", "benchmark", "--data", str(dataset), "--methods", "saliency,contour",
             "--option", "contour.iterations=3", "--option", "contour.starts=1", "--batch", "2",
             "--model", "mobilenet_v3_small", "--weights", "random", "--device", "cpu", "--quiet"]  # fmt: skip
-    one = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one")], env=env, capture_output=True, text=True, check=False)
+    one = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one")], env=env, capture_output=True, text=True, check=False, timeout=600)
     assert one.returncode == 1 and "1 picture(s) failed in this run" in one.stderr  # broken.png
-    two = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29544", *args, "--out", str(tmp_path / "two")],
-        env=env, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}"]
+    two = subprocess.run([*launcher, *args, "--out", str(tmp_path / "two")], env=env, capture_output=True, text=True, check=False, timeout=600)
     assert two.returncode == 0, two.stderr[-2000:]
     a, b = _rows(tmp_path / "one" / "per_image.csv"), _rows(tmp_path / "two" / "per_image.csv")
     key = lambda r: (r["method"], r["image"], r["area"], r["seed"])  # noqa: E731
@@ -259,35 +322,30 @@ def test_speed_table_divides_seconds_by_the_model_floor():
         for i in range(2) for a in ("0.1", "0.2")
     ]  # fmt: skip
     floor = {"forward_backward_s": 0.1, "forward_s": 0.05, "batch": 4, "device": "cpu", "channels_last": True}
-    table = speed_table(rows, floor)
+    (row,) = tables(speed_table(rows, floor))["Speed"]
     # Per image: 2 areas x (10 fwd+bwd x 0.1 s + 2 fwd x 0.05 s) = 2.2 s of model; 3.0 / 2.2 = 1.36.
-    assert "| m | 2 | 3.00 | 20 | 4 | 2.20 | 1.36 |" in table
+    assert list(row.values()) == ["m", "2", "3.00", "20", "4", "2.20", "1.36"]
     # A method run in bfloat16 is compared with the float32 floor, and its row says so.
-    assert "| m (bfloat16; ratio against the float32 floor) | 2 | 3.00 |" in speed_table(rows, floor, {"m": "bfloat16"})
+    (row,) = tables(speed_table(rows, floor, {"m": "bfloat16"}))["Speed"]
+    assert (row["method"], row["images"], row["s / image"]) == ("m (bfloat16; ratio against the float32 floor)", "2", "3.00")
 
 
-def test_benchmark_continues_a_csv_written_before_new_columns(dataset, loaded, tmp_path):
-    from extremal_contours.benchmark import FIELDS
-
+def test_benchmark_refuses_a_csv_of_other_columns(dataset, loaded, tmp_path):
     out = tmp_path / "old"
     config = BenchmarkConfig(data=dataset, methods=["saliency"], out=out, limit=2)
     run_benchmark(config, loaded, progress=False, log=lambda m: None)
-    old_fields = [f for f in FIELDS if f not in ("pieces", "holes")]
+    assert tables((out / "summary.md").read_text())["Shape of the binary masks"][0]["masks"] == "2"
+    other = [f for f in FIELDS if f not in ("pieces", "holes")]
     rows = _rows(out / "per_image.csv")
-    with (out / "per_image.csv").open("w", newline="") as handle:  # as an older version wrote it
-        writer = csv.DictWriter(handle, fieldnames=old_fields, extrasaction="ignore")
+    with (out / "per_image.csv").open("w", newline="") as handle:  # as another version wrote it
+        writer = csv.DictWriter(handle, fieldnames=other, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows[:1])
+    before = (out / "per_image.csv").read_text()
     config.limit = 3
-    run_benchmark(config, loaded, progress=False, log=lambda m: None)
-    # The file gains the new columns, empty in the old row and filled in the new ones.
-    got = _rows(out / "per_image.csv")
-    with (out / "per_image.csv").open(newline="") as handle:
-        header = next(csv.reader(handle))
-    assert header == [*old_fields, "pieces", "holes"] and len(got) == 3
-    assert got[0]["image"] == rows[0]["image"] and got[0]["pieces"] == got[0]["holes"] == ""
-    assert all(int(r["pieces"]) >= 1 for r in got[1:])
-    assert "| saliency | 0.1 | 2 |" in (out / "summary.md").read_text()  # shape table: the 2 known masks
+    with pytest.raises(BenchmarkMismatch, match=r"per_image\.csv has other columns"):
+        run_benchmark(config, loaded, progress=False, log=lambda m: None)
+    assert (out / "per_image.csv").read_text() == before
 
 
 def test_benchmark_scores_the_soft_masks_of_mask_methods(dataset, loaded, tmp_path):
@@ -314,9 +372,10 @@ def test_benchmark_scores_the_soft_masks_of_mask_methods(dataset, loaded, tmp_pa
         assert float(by_name[f"{i}.png"]["soft_preserve_ratio"]) == pytest.approx(float(soft[i]), rel=1e-3)
         assert float(by_name[f"{i}.png"]["preserve_ratio"]) == pytest.approx(float(binary[i]), rel=1e-3)
     assert not torch.allclose(soft, binary)
-    summary = (out / "summary.md").read_text()
-    line = next(ln for ln in summary.splitlines() if ln.startswith("| saliency | 0.1 |"))
-    assert line.split("|")[7].strip() == "-"
+    fidelity = {r["method"]: r for r in tables((out / "summary.md").read_text())["Fidelity and cost"]}
+    assert fidelity["saliency"]["soft mask: median"] == "-"
+    soft_median = float(np.median([float(r["soft_preserve_ratio"]) for r in ep]))
+    assert fidelity["extremal_perturbation"]["soft mask: median"] == f"{soft_median:.3f}"
 
 
 def test_continuing_after_a_cut_row_or_with_more_areas_writes_each_row_once(dataset, loaded, tmp_path):
@@ -400,10 +459,9 @@ def test_summary_says_when_a_metric_covers_part_of_the_images_and_clips_interval
     logs = []
     run_benchmark(config, loaded, progress=False, log=logs.append)
     assert any("1 rows of maps.csv were made without --faithfulness" in li for li in logs)
-    lines = (out / "summary.md").read_text().splitlines()
-    row = next(i for i, li in enumerate(lines) if li.startswith("| saliency | 3 |") and "n=2" in li)
-    header = [c.strip() for c in lines[row - 2].split("|")[1:-1]]
-    cells = dict(zip(header, (c.strip() for c in lines[row].split("|")[1:-1]), strict=True))
+    summary = tables((out / "summary.md").read_text())
+    (cells,) = next(rows for name, rows in summary.items() if name.startswith("Attribution maps"))
+    assert cells["method"] == "saliency" and cells["images"] == "3"
     assert cells["faithfulness correlation"].endswith("(n=2)") and "(n=" not in cells["relevance mass"]
     for name in ("relevance mass", "relevance rank", "pointing game", "sparseness", "insertion auc"):
         lo, hi = (float(v) for v in cells[name].split("[")[1].split("]")[0].split(","))
@@ -418,8 +476,9 @@ def test_a_zero_one_score_gets_an_interval_inside_zero_one(tmp_path):
         writer.writeheader()
         writer.writerows({"method": "m", "image": f"{i}", "seed": 0, "pointing_game": i % 2, "complexity": 5} for i in range(2))
     text = summarise(tmp_path, rows=[])
-    line = next(li for li in text.splitlines() if li.startswith("| m | 2 |"))
-    assert "0.500 [0.000, 1.000]" in line  # not the normal approximation's [-0.480, 1.480]
+    (line,) = next(rows for name, rows in tables(text).items() if name.startswith("Attribution maps"))
+    assert (line["method"], line["images"]) == ("m", "2")
+    assert line["pointing game"] == "0.500 [0.000, 1.000]"  # not the normal approximation's [-0.480, 1.480]
 
 
 def test_a_folder_without_rows_binds_no_settings(dataset, loaded, tmp_path):
@@ -434,5 +493,44 @@ def test_summary_names_a_contour_run_in_bfloat16(dataset, loaded, tmp_path):
     options = {"contour": {"iterations": 2, "starts": 1, "scan": 2, "precision": "bfloat16"}}
     config = BenchmarkConfig(data=dataset, methods=["contour", "saliency"], out=tmp_path / "b", limit=2, options=options)
     run_benchmark(config, loaded, progress=False, log=lambda m: None)
-    summary = (tmp_path / "b" / "summary.md").read_text()
-    assert "| contour (bfloat16; ratio against the float32 floor) | 2 |" in summary and "| saliency | 2 |" in summary
+    speed = tables((tmp_path / "b" / "summary.md").read_text())["Speed"]
+    assert [(r["method"], r["images"]) for r in speed] == [("contour (bfloat16; ratio against the float32 floor)", "2"), ("saliency", "2")]
+
+
+def test_benchmark_stability_rows_table_and_resume(dataset, loaded, tmp_path):
+    from extremal_contours.nuisances import NUISANCES
+
+    out = tmp_path / "s"
+    options = {"contour": {"iterations": 2, "starts": 1, "scan": 2}}
+    config = BenchmarkConfig(data=dataset, methods=["contour", "saliency"], out=out, limit=2, options=options, stability=True)
+    run_benchmark(config, loaded, progress=False, log=lambda m: None)
+    rows = _rows(out / "stability.csv")
+    keys = sorted((r["method"], r["image"], r["area"], r["nuisance"]) for r in rows)
+    assert keys == sorted((m, f"{i}.png", "0.1", k) for m in ("contour", "saliency") for i in range(2) for k in NUISANCES)
+    assert all(0 <= float(r["iou"]) <= 1 and 0 <= float(r["top_iou"]) <= 1 for r in rows)
+    table = tables((out / "summary.md").read_text())["Stability under nuisance changes"]
+    assert [(r["method"], r["area"], r["images"]) for r in table] == [("contour", "0.1", "2"), ("saliency", "0.1", "2")]
+    assert set(table[0]) >= {f"{k}: IoU" for k in NUISANCES}
+    # Continued: nothing to run, nothing written twice; stability added to a folder without it re-runs the pictures.
+    logs = []
+    run_benchmark(config, loaded, progress=False, log=logs.append)
+    assert any("2 already done, 0 to run" in line for line in logs) and len(_rows(out / "stability.csv")) == len(rows)
+    plain = tmp_path / "p"
+    run_benchmark(dataclasses.replace(config, out=plain, stability=False), loaded, progress=False, log=lambda m: None)
+    logs.clear()
+    run_benchmark(dataclasses.replace(config, out=plain), loaded, progress=False, log=logs.append)
+    assert any("0 already done, 2 to run" in line for line in logs)
+    assert len(_rows(plain / "stability.csv")) == len(rows) and len(_rows(plain / "per_image.csv")) == 2 * 2
+
+
+def test_continuing_with_more_areas_writes_each_consistency_row_once(dataset, loaded, tmp_path):
+    out = tmp_path / "c"
+    options = {"contour": {"iterations": 2, "starts": 1, "scan": 2}}
+    config = BenchmarkConfig(data=dataset, methods=["contour"], out=out, limit=2, seeds=(0, 1), options=options)
+    run_benchmark(config, loaded, progress=False, log=lambda m: None)
+    first = _rows(out / "consistency.csv")
+    run_benchmark(dataclasses.replace(config, areas=(0.1, 0.2)), loaded, progress=False, log=lambda m: None)
+    rows = _rows(out / "consistency.csv")
+    assert sorted((r["image"], r["area"]) for r in rows) == [(f"{i}.png", a) for i in range(2) for a in ("0.1", "0.2")]
+    assert rows[:2] == first  # the first run's rows are kept
+    assert [r["images"] for r in tables((out / "summary.md").read_text())["Run-to-run consistency"]] == ["2", "2"]

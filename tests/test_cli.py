@@ -255,7 +255,7 @@ def test_precision_option_is_recorded_and_counts_as_a_setting(tmp_path, capsys):
     assert record["settings"]["precision"] == "float32"
     assert main(["explain", str(tmp_path / "p.png"), "--out", str(out), *RANDOM]) == 0
     assert "already done" in capsys.readouterr().err
-    # A record without the setting is another job (no compatibility with earlier unreleased formats).
+    # Settings are compared as they are: a saved job without the setting is another job.
     del record["settings"]["precision"], record["meta"]["job"]["settings"]["precision"]
     (out / "p" / "explanation.json").write_text(json.dumps(record))
     assert main(["explain", str(tmp_path / "p.png"), "--out", str(out), *RANDOM]) == 0
@@ -264,10 +264,10 @@ def test_precision_option_is_recorded_and_counts_as_a_setting(tmp_path, capsys):
     assert "already done" not in capsys.readouterr().err
 
 
-def test_store_settings_key_tells_every_setting_apart():
+def test_store_settings_key_is_the_settings_as_they_are():
     from extremal_contours.store import settings_key
 
     old = {"harmonics": 8, "iterations": 64}
-    assert settings_key({"iterations": 64, "harmonics": 8}) == settings_key(old)
+    assert settings_key({"iterations": 64, "harmonics": 8}) == settings_key(old)  # the order does not count
     assert settings_key(old | {"precision": "float32"}) != settings_key(old)
-    assert settings_key(old | {"precision": "bfloat16"}) != settings_key(old | {"precision": "float32"})
+    assert settings_key(old | {"precision": "bfloat16"}) != settings_key(old)

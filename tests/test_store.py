@@ -1,6 +1,7 @@
 """The result store: rows, redraw, resume after a kill, and sharded runs with torchrun (gloo)."""
 
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from PIL import Image
 from conftest import TinyNet
 from extremal_contours import ExtremalContour
 from extremal_contours.cli import main
-from extremal_contours.store import KEY, ResultStore, load_results, merge, redraw, shard_path
+from extremal_contours.store import COLUMNS, KEY, ResultStore, load_results, merge, redraw, shard_path
 
 FAST = ["--model", "mobilenet_v3_small", "--weights", "random", "--iterations", "3", "--starts", "1", "--quiet", "--device", "cpu"]
 
@@ -94,10 +95,13 @@ def test_two_processes_with_torchrun_give_the_same_rows_as_one(pictures, tmp_pat
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     one, two = tmp_path / "one", tmp_path / "two"
     args = ["-m", "extremal_contours", "explain", str(pictures), "--store", *FAST]
-    subprocess.run([sys.executable, *args, "--out", str(one)], env=env, capture_output=True, check=False)
+    subprocess.run([sys.executable, *args, "--out", str(one)], env=env, capture_output=True, check=False, timeout=600)
+    with socket.socket() as sock:  # a free port: tests running side by side do not meet
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     launched = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533", *args, "--out", str(two)],
-        env=env, capture_output=True, text=True, check=False,
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}", *args, "--out", str(two)],
+        env=env, capture_output=True, text=True, check=False, timeout=600,
     )  # fmt: skip
     assert "merged 2 shards" in launched.stderr, launched.stderr[-2000:]
     a, b = load_results(one / "explanations.sqlite"), load_results(two / "explanations.sqlite")
@@ -117,3 +121,13 @@ def test_a_damaged_store_is_one_line(pictures, tmp_path, capsys):
     assert main(["show", str(out), "--image", "0.png"]) == 1
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(lines) == 2 and all(f"store under {out} is damaged or not a result store" in line for line in lines)
+
+
+def test_a_store_of_other_columns_is_refused_in_one_line(pictures, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    with sqlite3.connect(out / "explanations.sqlite") as con:  # as another version wrote it: a column fewer
+        con.execute(f"CREATE TABLE explanations ({', '.join(c for c in COLUMNS if c != 'parts')})")
+    assert main(["explain", str(pictures / "0.png"), "--store", "--out", str(out), *FAST]) == 1
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "has other columns than this version writes" in lines[0]

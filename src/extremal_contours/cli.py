@@ -3,37 +3,33 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import math
 import os
 import sqlite3
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
-from . import __version__, sample_image_path
+from . import __version__, sample_image_path, speed
 from ._errors import first_line
+from .baselines import list_explainers
+from .benchmark import BenchmarkConfig, BenchmarkEmpty, BenchmarkMismatch, run_benchmark
 from .data import DatasetError
 from .explainer import VARIANTS, ExtremalContour
-from .images import ImageError, find_images, load_image
+from .images import ImageError, find_images
 from .inputs import area_tag
+from .jobs import ExplainJob, JobError, explain_folder, explain_to_store, show_stored
 from .metrics import FAITHFULNESS_PROTOCOLS
 from .modelcall import PRECISIONS
 from .models import DEFAULT_MODEL, LoadedModel, ModelError, load_model
 from .sweep import DEFAULT_AREAS
-from .targets import SCORES, describe
+from .targets import SCORES
 
 #: Smallest area the command line takes (16 pixels of a 224 x 224 input is 0.0003).
 MIN_AREA = 0.0005
-
-#: Longest side of the overlay drawn on the original picture.
-OVERLAY_MAX_SIDE = 2048
 
 
 class UsageError(Exception):
@@ -168,126 +164,16 @@ def _areas(values: Sequence[float], flag: str) -> tuple[float, ...]:
     return areas
 
 
-def _safe(text: str) -> str:
-    """A file-system-safe name part (never ``.``, ``..`` or hidden)."""
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text) or "image"
-    return "_" + safe if safe.startswith(".") else safe
+def _weights_source(args: argparse.Namespace) -> str | None:
+    """Where ``--weights`` came from, as recorded with results: an absolute path, ``"random"`` or ``None``."""
+    return str(Path(args.weights).resolve()) if args.weights and args.weights != "random" else args.weights
 
 
-class _Fingerprints:
-    """SHA-1 of pictures' bytes, read once: a result records its picture's, so a re-run knows the
-    same picture wherever it now lies, and a different picture of the same name is never done."""
-
-    def __init__(self) -> None:
-        self._seen: dict[Path, str] = {}
-
-    def __call__(self, path: Path) -> str:
-        import hashlib
-
-        key = path.resolve()
-        if key not in self._seen:
-            digest = hashlib.sha1()
-            with path.open("rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-            self._seen[key] = digest.hexdigest()
-        return self._seen[key]
-
-
-def _recorded(folder: Path) -> dict[str, Any] | None:
-    """The ``meta`` of the explanation saved in ``folder``, or ``None``."""
-    try:
-        meta = json.loads((folder / "explanation.json").read_text()).get("meta", {})
-    except (OSError, ValueError, AttributeError):
-        return None
-    return meta if isinstance(meta, dict) else None
-
-
-def _same_job(saved: Any, job: dict[str, Any]) -> bool:
-    """Whether a saved result's job is ``job``."""
-    if not isinstance(saved, dict) or not isinstance(saved.get("settings"), dict):
-        return False
-    return saved == job
-
-
-def _is_picture(meta: dict[str, Any], path: Path, fingerprint: _Fingerprints) -> bool:
-    """``meta`` was saved for this picture: the same bytes (or, for results saved before
-    fingerprints were recorded, the same path)."""
-    try:
-        if meta.get("source_sha1"):
-            return meta["source_sha1"] == fingerprint(path)
-    except OSError:
-        return False
-    return meta.get("source") == str(path.resolve())
-
-
-def _holds_another(meta: dict[str, Any] | None, path: Path, fingerprint: _Fingerprints) -> bool:
-    """A result folder's ``meta`` belongs to another picture, one that still exists elsewhere with
-    other pixels (a folder whose picture was moved, or edited in place, is this picture's)."""
-    if meta is None or _is_picture(meta, path, fingerprint):
-        return False
-    source = meta.get("source")
-    return bool(source) and source != str(path.resolve()) and Path(source).exists()
-
-
-def _out_names(files: list[Path], roots: list[Path], out: Path, fingerprint: _Fingerprints) -> dict[Path, Path]:
-    """A result folder (relative to ``out``) per picture: its path inside the folder it was found
-    in (or its file name), without the suffix. Adding or removing pictures renames nobody else's
-    folder. Pictures that would share a folder, or whose folder would hold another's, get their
-    suffix, then a short fingerprint, added; of pictures that share a name, the one whose result
-    already has the bare folder keeps it."""
-    names: dict[Path, Path] = {}
-    for f in files:
-        key = PurePosixPath(_image_key(f, roots))
-        stem = key.name[: -len(key.suffix)] if key.suffix else key.name
-        names[f] = Path(*[_safe(p) for p in key.parent.parts], _safe(stem))
-    for step in ("suffix", "fingerprint"):
-        parents = {p for n in names.values() for p in n.parents}
-        groups: dict[Path, list[Path]] = {}
-        for f, n in names.items():
-            groups.setdefault(n, []).append(f)
-        for name, members in groups.items():
-            if len(members) == 1 and name not in parents:
-                continue
-            meta = _recorded(out / name) if name not in parents else None
-            keeper = next((f for f in members if meta is not None and _is_picture(meta, f, fingerprint)), None)
-            for f in members:
-                if f is keeper:
-                    continue
-                try:
-                    tag = _safe(f.suffix.lstrip(".").lower()) if step == "suffix" else fingerprint(f)[:8]
-                except OSError:  # unreadable: it fails later with its own message
-                    tag = "unreadable"
-                names[f] = name.with_name(f"{name.name}-{tag}")
-    return names
-
-
-def _image_key(path: Path, roots: list[Path]) -> str:
-    """The picture's path inside the outermost folder given that holds it (whatever the order the
-    folders were given in), else its file name."""
-    inside = []
-    for root in roots:
-        if root.is_dir():
-            try:
-                inside.append(path.resolve().relative_to(root.resolve()))
-            except ValueError:
-                continue
-    return max(inside, key=lambda p: len(p.parts)).as_posix() if inside else path.name
-
-
-def _summary(name: str, result: Any, out: Path) -> str:
-    label = result.class_names[0] if result.class_names else (f"class {int(result.classes[0])}" if result.classes is not None else result.score)
-    head = f"{name}: {label}"
-    if result.classes is not None:
-        head += f" ({int(result.classes[0])})"
-    if result.clean_probability is not None:
-        head += f" p={float(result.clean_probability[0]):.2f}"
-    parts = [
-        f"area {a:g} preserve {float(result.preserve_ratio[0, j]):.2f} delete-drop {float(result.delete_drop[0, j]):.2f}"
-        + (f" contours {int(result.parts.count[0, j])}" if result.parts is not None else "")
-        for j, a in enumerate(result.areas)
-    ]
-    return f"{head} | " + "; ".join(parts) + f" -> {out}"
+def _out_folder(value: str) -> Path:
+    out = Path(value)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder")
+    return out
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -306,9 +192,7 @@ def _explain_pictures(args: argparse.Namespace, sweep: bool) -> int:
     missing = [str(p) for p in paths if not Path(p).exists()]
     if missing:
         raise UsageError(f"no such file or folder: {', '.join(missing)}")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file, not a folder")
+    out = _out_folder(args.out)
     files = find_images(paths)
     if not files:
         raise UsageError(f"no pictures found in {', '.join(map(str, paths))}")
@@ -319,190 +203,38 @@ def _explain_pictures(args: argparse.Namespace, sweep: bool) -> int:
         if not (math.isfinite(args.nesting) and args.nesting >= 0):
             raise UsageError(f"--nesting must be >= 0, got {args.nesting}")
     loaded = _load(args)
-    target = _target(args.target, loaded)
-    explainer = _explainer(args, loaded, show_steps=len(files) == 1 and not args.quiet)
-    job = {
-        "model": loaded.name,
-        "weights": _weights_source(args),
-        "target": target,
-        "areas": list(areas),
-        "variant": args.variant,
-        "seed": args.seed,
-        "sweep": sweep,
-        "contours": getattr(args, "contours", 1),
-        "settings": explainer.settings(),
-    }
-    if getattr(args, "store", False):
-        if sweep:
-            raise UsageError("--store is for explain (sweeps write figures per picture)")
-        return _explain_to_store(args, paths, files, loaded, explainer, target, areas, job)
-    fingerprint = _Fingerprints()
-    names = _out_names(files, [Path(p) for p in paths], out, fingerprint)
-    done = failed = skipped = 0
-    bar = tqdm(files, desc="sweep" if sweep else "explain", unit="image", disable=args.quiet or len(files) == 1)
-    for path in bar:
-        folder = out / names[path]
-        meta = _recorded(folder)
-        if _holds_another(meta, path, fingerprint):
-            with contextlib.suppress(OSError):  # unreadable: load_image reports it below
-                # the folder holds another picture's explanation (an earlier run on other files)
-                folder = folder.with_name(f"{folder.name}-{fingerprint(path)[:8]}")
-            meta = _recorded(folder)
-        finished = meta is not None and _same_job(meta.get("job"), job) and _is_picture(meta, path, fingerprint)
-        if not args.force and finished and (not sweep or (folder / "summary.png").is_file()):
-            skipped += 1
-            tqdm.write(f"{path.name}: already done -> {folder}", file=sys.stderr)
-            continue
-        try:
-            image, note = load_image(path)
-            if note:
-                tqdm.write(f"{path.name}: note: {note}", file=sys.stderr)
-            x = loaded.preprocess(image)
-            if sweep:
-                result = explainer.sweep(x, target, areas=areas, variant=args.variant, seed=args.seed, names=[path.name], nesting=args.nesting, families=args.families)
-            else:
-                result = explainer.attribute(
-                    x, target, areas=areas, variant=args.variant, seed=args.seed, names=[path.name], contours=args.contours
-                )
-            result = replace(result, meta={"job": job, "source": str(path.resolve()), "source_sha1": fingerprint(path)})
-            picture = None
-            if not loaded.fixed_input_size:
-                picture = image
-                if max(image.size) > OVERLAY_MAX_SIDE:
-                    factor = OVERLAY_MAX_SIDE / max(image.size)
-                    picture = image.resize((round(image.width * factor), round(image.height * factor)))
-            result.save(folder, image=picture)
-            if sweep:
-                from .figures import save_sweep
-
-                save_sweep(result, folder)
-        except (ImageError, ValueError, TypeError, RuntimeError, OSError) as exc:
-            failed += 1
-            tqdm.write(f"error: {path}: {first_line(exc)}", file=sys.stderr)
-            continue
-        done += 1
-        tqdm.write(_summary(path.name, result, folder))
-    if len(files) > 1:
-        print(f"{done} explained, {skipped} already done, {failed} failed -> {out}", file=sys.stderr)
-    return 1 if failed else 0
-
-
-def _explain_to_store(
-    args: argparse.Namespace,
-    paths: list[Any],
-    files: list[Path],
-    loaded: LoadedModel,
-    explainer: ExtremalContour,
-    target: int | None,
-    areas: tuple[float, ...],
-    job: dict[str, Any],
-) -> int:
-    """Explain ``files`` into one SQLite result store under ``--out`` (sharded under torchrun)."""
-    from .benchmark import distributed_rank
-    from .store import ResultStore, done_images, failed_images, merge, settings_key, shard_path
-
-    rank, world = distributed_rank()
-    main_file = Path(args.out) / "explanations.sqlite"
-    extra = {"model": job["model"], "weights": job["weights"], "requested_target": target}
-    key = settings_key(
-        explainer.settings() | extra | {"variant": args.variant, "score": describe(explainer.score), "contours": args.contours}
+    job = ExplainJob(
+        files=files,
+        roots=[Path(p) for p in paths],
+        out=out,
+        areas=areas,
+        target=_target(args.target, loaded),
+        variant=args.variant,
+        seed=args.seed,
+        contours=getattr(args, "contours", 1),
+        weights=_weights_source(args),
+        sweep=sweep,
+        nesting=getattr(args, "nesting", 5.0),
+        families=getattr(args, "families", 2),
+        force=args.force,
+        quiet=args.quiet,
     )
-    roots = [Path(p) for p in paths]
-    keys = [_image_key(f, roots) for f in files]
-    done = set() if args.force else done_images(main_file, key, "contour", args.seed, areas)
-    bad = {} if args.force else failed_images(main_file)
-    for name in sorted(set(bad) & set(keys)):
-        if rank == 0:
-            print(f"{name}: skipped, failed before: {bad[name]} (--force retries)", file=sys.stderr)
-    stored, failed_before = len([k for k in keys if k in done]), len([k for k in keys if k in bad and k not in done])
-    done |= set(bad)
-    mine = [(f, k) for i, (f, k) in enumerate(zip(files, keys, strict=True)) if i % world == rank]
-    todo = [(f, k) for f, k in mine if k not in done]
-    store = ResultStore(main_file if world == 1 else shard_path(main_file, rank))
-    if rank == 0:
-        print(
-            f"{len(files)} pictures, {stored} already stored, {failed_before} failed before, {world} process(es) -> {main_file}",
-            file=sys.stderr,
-        )
-    failed = 0
-    bar = tqdm(todo, desc=f"explain[{rank}]" if world > 1 else "explain", unit="image", disable=args.quiet, position=rank)
-    for path, name in bar:
-        try:
-            image, _ = load_image(path)
-            x = loaded.preprocess(image)
-            result = explainer.attribute(
-                x, target, areas=areas, variant=args.variant, seed=args.seed, names=[name], contours=args.contours
-            )
-            result = replace(result, settings=result.settings | extra)
-            store.add(result, images=[name], sources=[str(path.resolve())])
-        except (ImageError, ValueError, TypeError, RuntimeError) as exc:
-            failed += 1
-            message = first_line(exc)
-            store.add_error(name, message)
-            tqdm.write(f"error: {path}: {message}", file=sys.stderr)
-    bar.close()
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
-        if rank == 0:
-            total = merge(main_file)
-            print(f"merged {world} shards: {total} rows in {main_file}", file=sys.stderr)
-        dist.barrier()
-        dist.destroy_process_group()
-    else:
-        total = merge(main_file)  # shards a killed sharded run left behind
-        print(f"{total} rows in {main_file}", file=sys.stderr)
-    return 1 if failed else 0
+    explainer = _explainer(args, loaded, show_steps=len(files) == 1 and not args.quiet)
+    if getattr(args, "store", False):
+        return explain_to_store(job, loaded, explainer)
+    return explain_folder(job, loaded, explainer)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from PIL import Image
-
-    from .store import contours_of, load_results, redraw
-    from .viz import draw_overlay, mask_image
-
-    try:
-        rows = load_results(args.results if not Path(args.results).is_dir() else Path(args.results) / "explanations.sqlite", image=args.image)
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from exc
-    if args.area is not None:
-        rows = [r for r in rows if abs(r["area"] - args.area) < 1e-9]
-    if not rows:
-        raise UsageError(f"no stored explanation of {args.image!r}" + (f" at area {args.area}" if args.area is not None else ""))
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file, not a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    targets = {int(r["target"]) for r in rows}
-    for row in rows:
-        mask = redraw(row)
-        tag = f"{Path(row['image']).stem}_area{row['area']:.4g}_seed{int(row['seed'])}"
-        if len(targets) > 1:  # the same picture stored for several classes: one file each
-            tag += f"_target{int(row['target'])}"
-        mask_image(mask.numpy()).save(out / f"mask_{tag}.png")
-        picture = None
-        if row["source"] and Path(row["source"]).is_file():
-            loaded_picture, _ = load_image(row["source"])
-            picture = loaded_picture.resize((int(row["width"]), int(row["height"])))
-        if picture is None:
-            picture = Image.new("RGB", (int(row["width"]), int(row["height"])), (200, 200, 200))
-        draw_overlay(picture, [c["polygon"] for c in contours_of(row)]).save(out / f"overlay_{tag}.png")
-        ratio = (row["preserve_probability"] / row["clean_probability"]) if row["clean_probability"] else row["preserve_score"] / row["clean_score"]
-        print(f"{row['image']}: target {int(row['target'])} area {row['area']:g} seed {int(row['seed'])} preserve {ratio:.2f} -> {out / f'overlay_{tag}.png'}")
-    return 0
+    return show_stored(Path(args.results), args.image, _out_folder(args.out), area=args.area)
 
 
 def cmd_speed(args: argparse.Namespace) -> int:
-    from .speed import measure_overhead
-
     _areas(args.area, "--area")
     for flag, value in (("--repeats", args.repeats), ("--images", args.images), ("--families", args.families)):
         _at_least(flag, value, 1)
     _at_least("--batch-size", args.batch_size, 2)
     if args.compare == "batching":
-        from .baselines import list_explainers
-
         if args.method not in list_explainers():
             raise UsageError(f"unknown method {args.method!r}; choose from {', '.join(list_explainers())}")
         if not args.data or not Path(args.data).is_dir():
@@ -510,42 +242,15 @@ def cmd_speed(args: argparse.Namespace) -> int:
         if args.precision is not None and args.method not in CONTOUR_METHODS:
             raise UsageError(f"--precision is an option of the contour methods, not of {args.method}")
     loaded = _load(args)
-    explainer = _explainer(args, loaded)
+    explainer = _explainer(args, loaded)  # checks the explainer's options in every mode
+    image = args.image or sample_image_path()
     if args.compare == "sweep":
-        from .speed import compare_sweep
-
-        image, _ = load_image(args.image or sample_image_path())
-        x = loaded.preprocess(image)
-        areas = tuple(args.area) if len(args.area) > 1 else DEFAULT_AREAS
-        out = compare_sweep(explainer, x, None, areas, families=args.families)
-        print(f"device: {x.device}; {out['areas']} areas, one image")
-        print(
-            f"one sweep: {out['sweep_s']:.1f} s, {out['sweep_passes']} forward+backward; one attribute per area: "
-            f"{out['separate_s']:.1f} s, {out['separate_passes']}; ratio (separate / sweep) {out['ratio']:.2f} in seconds, "
-            f"{out['separate_passes'] / out['sweep_passes']:.2f} in passes"
-        )
-        return 0
-    if args.compare == "batching":
-        from .baselines import get_explainer
-        from .data import open_dataset
-        from .speed import compare_batching
-
-        samples = list(open_dataset(args.data))[:: max(1, args.stride)][: args.images]
-        x = torch.cat([loaded.preprocess(load_image(s.path)[0], "center") for s in samples])
-        targets = torch.tensor([s.label for s in samples]) if all(s.label is not None for s in samples) else None
-        options = {"progress": False, **_given(args, ("iterations", "precision"))}
-        method = get_explainer(args.method, loaded.model, **options)
-        out = compare_batching(lambda xs, ts: method.attribute(xs, target=ts), x, targets)
-        print(f"device: {x.device}; method {args.method}; {out['images']} images; options {options}")
-        print(
-            f"batched: {out['batched_s_per_image']:.1f} s/image; one at a time: {out['single_s_per_image']:.1f} s/image; "
-            f"ratio {out['ratio']:.2f}"
-        )
-        return 0
-    image, _ = load_image(args.image or sample_image_path())
-    x = loaded.preprocess(image)
-    report = measure_overhead(explainer, x, repeats=args.repeats, areas=tuple(args.area))
-    print(report.text())
+        print(speed.report_sweep(loaded, explainer, image, areas=args.area, families=args.families))
+    elif args.compare == "batching":
+        options = _given(args, ("iterations", "precision"))
+        print(speed.report_batching(loaded, args.data, method=args.method, images=args.images, stride=args.stride, options=options))
+    else:
+        print(speed.report_overhead(loaded, explainer, image, areas=args.area, repeats=args.repeats))
     return 0
 
 
@@ -558,31 +263,11 @@ def _option_value(text: str) -> Any:
     return {"true": True, "false": False}.get(text.lower(), text)
 
 
-def _weights_source(args: argparse.Namespace) -> str | None:
-    """Where ``--weights`` came from, as recorded with results: an absolute path, ``"random"`` or ``None``."""
-    return str(Path(args.weights).resolve()) if args.weights and args.weights != "random" else args.weights
-
-
-def cmd_benchmark(args: argparse.Namespace) -> int:
-    from .baselines import list_explainers
-    from .benchmark import BenchmarkConfig, BenchmarkEmpty, BenchmarkMismatch, run_benchmark
-
-    methods = list(dict.fromkeys(m.strip() for m in args.methods.split(",") if m.strip()))
-    if not methods:
-        raise UsageError("--methods names no method")
-    if len(set(args.seeds)) != len(args.seeds):
-        raise UsageError(f"--seeds has repeats ({' '.join(map(str, args.seeds))}): repeated runs would fake the run-to-run IoU")
-    for flag, value, low in (("--batch", args.batch, 1), ("--stride", args.stride, 1), ("--limit", args.limit, 1)):
-        if value is not None:
-            _at_least(flag, value, low)
-    out_path = Path(args.out)
-    if out_path.exists() and not out_path.is_dir():
-        raise UsageError(f"--out {out_path} is a file, not a folder")
-    unknown = [m for m in methods if m not in list_explainers()]
-    if unknown:
-        raise UsageError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(list_explainers())}")
+def _method_options(items: Sequence[str], methods: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``--option METHOD.NAME=VALUE`` items as options per method (the contour's checked now, not
+    after the model is timed)."""
     options: dict[str, dict[str, Any]] = {}
-    for item in args.option:
+    for item in items:
         if "=" not in item or "." not in item.split("=", 1)[0]:
             raise UsageError(f"--option takes METHOD.NAME=VALUE, got {item!r}")
         key, value = item.split("=", 1)
@@ -591,20 +276,37 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
             raise UsageError(f"--option {item!r}: {method!r} is not among --methods ({', '.join(methods)})")
         options.setdefault(method, {})[name] = _option_value(value)
     for method in CONTOUR_METHODS:
-        if options.get(method):  # the explainer checks its own settings: now, not after the model is timed
+        if options.get(method):
             try:
                 ExtremalContour(torch.nn.Identity(), **options[method])
             except (TypeError, ValueError) as exc:
                 raise UsageError(f"--option {method}.*: {first_line(exc)}") from exc
+    return options
+
+
+def _benchmark_config(args: argparse.Namespace) -> BenchmarkConfig:
+    """The benchmark's settings from the command line, checked (before the model loads)."""
+    methods = list(dict.fromkeys(m.strip() for m in args.methods.split(",") if m.strip()))
+    if not methods:
+        raise UsageError("--methods names no method")
+    if len(set(args.seeds)) != len(args.seeds):
+        raise UsageError(f"--seeds has repeats ({' '.join(map(str, args.seeds))}): repeated runs would fake the run-to-run IoU")
+    for flag, value, low in (("--batch", args.batch, 1), ("--stride", args.stride, 1), ("--limit", args.limit, 1)):
+        if value is not None:
+            _at_least(flag, value, low)
+    out = _out_folder(args.out)
+    unknown = [m for m in methods if m not in list_explainers()]
+    if unknown:
+        raise UsageError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(list_explainers())}")
+    options = _method_options(args.option, methods)
     if not Path(args.data).is_dir():
         raise UsageError(f"--data {args.data} is not a folder")
     if args.faithfulness_subset < 1:
         raise UsageError(f"--faithfulness-subset must be >= 1, got {args.faithfulness_subset}")
-    loaded = _load(args)
-    config = BenchmarkConfig(
+    return BenchmarkConfig(
         data=Path(args.data),
         methods=methods,
-        out=Path(args.out),
+        out=out,
         areas=_areas(args.areas, "--areas"),
         seeds=tuple(args.seeds),
         limit=args.limit,
@@ -618,6 +320,11 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         stability=args.stability,
         weights=_weights_source(args),
     )
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    config = _benchmark_config(args)
+    loaded = _load(args)
     failures: list[str] = []
 
     def log(message: str) -> None:
@@ -644,7 +351,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_explain_show_sweep(sub)
+    _add_benchmark(sub)
+    _add_speed(sub)
+    return parser
 
+
+def _add_explain_show_sweep(sub: Any) -> None:
     p = sub.add_parser("explain", help="explain pictures (files or folders); one result folder per picture")
     p.add_argument("images", nargs="*", metavar="IMAGE_OR_FOLDER", help="pictures or folders (default: the bundled sample)")
     p.add_argument("--target", default=None, help="class index or name to explain (default: the predicted class)")
@@ -676,6 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(func=cmd_sweep)
 
+
+def _add_benchmark(sub: Any) -> None:
     p = sub.add_parser("benchmark", help="run methods on a dataset and tabulate fidelity, consistency and cost")
     p.add_argument("--data", required=True, help="dataset folder (annotations.json, LOC_val_solution.csv or VOC)")
     p.add_argument(
@@ -708,6 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_benchmark)
 
+
+def _add_speed(sub: Any) -> None:
     p = sub.add_parser("speed", help="overhead of the explainer over the model's own forward+backward passes")
     p.add_argument("image", nargs="?", default=None, help="picture (default: the bundled sample)")
     p.add_argument("--area", type=float, nargs="+", default=[0.1])
@@ -721,7 +438,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stride", type=int, default=15, help="take every N-th image of --data")
     _add_common(p)
     p.set_defaults(func=cmd_speed)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -732,7 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             os.environ.setdefault("TQDM_DISABLE", "1")
         return int(args.func(args))
-    except (UsageError, ModelError, ImageError, DatasetError) as exc:
+    except (UsageError, JobError, ModelError, ImageError, DatasetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except sqlite3.DatabaseError as exc:

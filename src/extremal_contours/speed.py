@@ -5,23 +5,37 @@ batches the run used: a forward+backward (gradient to the input) for every optim
 forward for every evaluation batch (start scan, binary checks, final scores). The ratio of the two
 wall times is the overhead of everything that is not the model: rasterising contours, perturbing,
 the area solve, Adam, bookkeeping.
+
+The three modes of ``extremal-contours speed`` are :func:`report_overhead`, :func:`report_batching`
+and :func:`report_sweep` (each returns the text the command prints); :func:`model_floor` is the
+model's own time per image that the benchmark's speed table divides by.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from .baselines import get_explainer
+from .data import open_dataset
 from .explainer import ExtremalContour
+from .images import load_image
 from .modelcall import PRECISIONS, eval_mode, wants_channels_last
+from .models import LoadedModel
+from .sweep import DEFAULT_AREAS
 
-__all__ = ["OverheadReport", "compare_batching", "compare_sweep", "measure_overhead", "time_passes"]
+__all__ = [
+    "FLOOR_BATCH", "OverheadReport", "compare_batching", "compare_sweep", "measure_overhead", "model_floor",
+    "report_batching", "report_overhead", "report_sweep", "time_passes",
+]  # fmt: skip
 
 
 def _sync(device: torch.device) -> None:
@@ -30,7 +44,7 @@ def _sync(device: torch.device) -> None:
 
 
 def time_passes(
-    model: torch.nn.Module,
+    model: Callable[[Tensor], Tensor],
     x: Tensor,
     batch: int,
     backward: bool,
@@ -138,7 +152,10 @@ def measure_overhead(
     layout = wants_channels_last(explainer.config.channels_last, device)
     low = PRECISIONS[explainer.config.precision]
     explainer.attribute(x, target, areas=areas)  # warm-up
-    wall, model_time, step_time, plain_step_time = [], [], [], []
+    wall: list[float] = []
+    model_time: list[float] = []
+    step_time: list[float] = []
+    plain_step_time: list[float] = []
     result = None
     for _ in range(repeats):
         _sync(device)
@@ -146,8 +163,8 @@ def measure_overhead(
         result = explainer.attribute(x, target, areas=areas)
         _sync(device)
         wall.append(time.perf_counter() - start)
-        steps = Counter(result.cost["step_batches"])
-        evals = Counter(result.cost["eval_batches"])
+        steps: Counter[int] = Counter(result.cost["step_batches"])
+        evals: Counter[int] = Counter(result.cost["eval_batches"])
         with eval_mode(model):
             fb = sum(n * time_passes(model, x, b, True, channels_last=layout, autocast=low) for b, n in steps.items())
             # Forward-only passes all in the explainer's precision (its few float32 ones, the clean and final scores, too).
@@ -172,10 +189,11 @@ def measure_overhead(
 
 
 def compare_batching(
-    attribute: Callable[[Tensor, Tensor], object], x: Tensor, targets: Tensor, device: torch.device | None = None
+    attribute: Callable[[Tensor, Tensor | None], object], x: Tensor, targets: Tensor | None, device: torch.device | None = None
 ) -> dict[str, float]:
     """Seconds per image of ``attribute(x, targets)`` on the whole batch and on one image at a time,
-    measured in one run (the batched call first, then the singles)."""
+    measured in one run (the batched call first, then the singles); ``targets`` ``None``: the
+    predicted classes."""
     device = device or x.device
     _sync(device)
     start = time.perf_counter()
@@ -184,7 +202,7 @@ def compare_batching(
     batched = (time.perf_counter() - start) / x.shape[0]
     start = time.perf_counter()
     for i in range(x.shape[0]):
-        attribute(x[i : i + 1], targets[i : i + 1])
+        attribute(x[i : i + 1], None if targets is None else targets[i : i + 1])
     _sync(device)
     single = (time.perf_counter() - start) / x.shape[0]
     return {"images": x.shape[0], "batched_s_per_image": batched, "single_s_per_image": single, "ratio": single / batched}
@@ -215,3 +233,75 @@ def compare_sweep(
         "sweep_passes": swept.cost["forward_backward"],
         "separate_passes": separate_passes,
     }
+
+
+#: Batch of perturbed copies on which :func:`model_floor` times the model.
+FLOOR_BATCH = 4
+
+
+def model_floor(model: Any, x: Tensor, batch: int = FLOOR_BATCH) -> dict[str, Any]:
+    """Seconds per image of the model's own forward+backward (gradient to the input) and forward,
+    timed on a batch of ``batch`` perturbed copies of ``x`` in the layout the explainers feed it:
+    the floor that a method's seconds are divided by in the speed table."""
+    layout = wants_channels_last(None, x.device)
+    with eval_mode(model):
+        fb = time_passes(model, x, batch, True, channels_last=layout) / batch
+        f = time_passes(model, x, batch, False, channels_last=layout) / batch
+    return {
+        "forward_backward_s": fb,
+        "forward_s": f,
+        "batch": batch,
+        "input": list(x.shape[1:]),
+        "channels_last": layout,
+        "device": str(x.device),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def report_overhead(
+    loaded: LoadedModel, explainer: ExtremalContour, image: str | os.PathLike[str], *, areas: Sequence[float], repeats: int
+) -> str:
+    """``speed --compare overhead``: the explainer's wall time on ``image`` against the model's own
+    passes (:func:`measure_overhead`)."""
+    picture, _ = load_image(image)
+    x = loaded.preprocess(picture)
+    return measure_overhead(explainer, x, repeats=repeats, areas=tuple(areas)).text()
+
+
+def report_sweep(
+    loaded: LoadedModel, explainer: ExtremalContour, image: str | os.PathLike[str], *, areas: Sequence[float], families: int
+) -> str:
+    """``speed --compare sweep``: one sweep over ``areas`` (the sweep's default areas when one is
+    given) against one ``attribute`` per area, on ``image`` (:func:`compare_sweep`)."""
+    picture, _ = load_image(image)
+    x = loaded.preprocess(picture)
+    swept = tuple(areas) if len(areas) > 1 else DEFAULT_AREAS
+    out = compare_sweep(explainer, x, None, swept, families=families)
+    return "\n".join(
+        [
+            f"device: {x.device}; {out['areas']} areas, one image",
+            f"one sweep: {out['sweep_s']:.1f} s, {out['sweep_passes']} forward+backward; one attribute per area: "
+            f"{out['separate_s']:.1f} s, {out['separate_passes']}; ratio (separate / sweep) {out['ratio']:.2f} in seconds, "
+            f"{out['separate_passes'] / out['sweep_passes']:.2f} in passes",
+        ]
+    )
+
+
+def report_batching(
+    loaded: LoadedModel, data: str | os.PathLike[str], *, method: str, images: int, stride: int, options: dict[str, Any]
+) -> str:
+    """``speed --compare batching``: ``method`` (with ``options``) on ``images`` pictures of the
+    dataset ``data`` (every ``stride``-th) at once against one at a time (:func:`compare_batching`)."""
+    samples = list(open_dataset(data))[:: max(1, stride)][:images]
+    x = torch.cat([loaded.preprocess(load_image(s.path)[0], "center") for s in samples])
+    targets = torch.tensor([s.label for s in samples]) if all(s.label is not None for s in samples) else None
+    options = {"progress": False, **options}
+    explainer = get_explainer(method, loaded.model, **options)
+    out = compare_batching(lambda xs, ts: explainer.attribute(xs, target=ts), x, targets)
+    return "\n".join(
+        [
+            f"device: {x.device}; method {method}; {out['images']} images; options {options}",
+            f"batched: {out['batched_s_per_image']:.1f} s/image; one at a time: {out['single_s_per_image']:.1f} s/image; "
+            f"ratio {out['ratio']:.2f}",
+        ]
+    )

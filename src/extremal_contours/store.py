@@ -64,10 +64,10 @@ def _connect(path: Path) -> sqlite3.Connection:
     con = sqlite3.connect(str(path), timeout=60)
     con.execute("PRAGMA journal_mode=WAL")
     con.executescript(_SCHEMA)
-    have = {row[1] for row in con.execute("PRAGMA table_info(explanations)")}
-    for column in COLUMNS:
-        if column not in have:  # a store written by an older version
-            con.execute(f"ALTER TABLE explanations ADD COLUMN {column} {_TYPES.get(column, 'REAL')}")
+    have = tuple(row[1] for row in con.execute("PRAGMA table_info(explanations)"))
+    if have != COLUMNS:
+        con.close()
+        raise sqlite3.DatabaseError(f"{path} has other columns than this version writes; use another --out")
     return con
 
 
