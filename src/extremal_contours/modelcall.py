@@ -134,7 +134,7 @@ class ModelCall:
     def __call__(self, x: Tensor) -> Any:
         try:
             if not self.enabled or x.dim() != 4:
-                return self.model(x)
+                return self.model(x.contiguous())
             try:
                 return self.model(x.contiguous(memory_format=torch.channels_last))
             except RuntimeError as exc:

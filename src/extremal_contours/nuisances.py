@@ -26,12 +26,20 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-__all__ = ["JPEG_QUALITY", "NOISE", "NUISANCES", "SHIFT", "apply", "carry_back", "common_window"]
+__all__ = ["JPEG_QUALITY", "NOISE", "NUISANCES", "SHIFT", "apply", "carry_back", "common_window", "shift"]
 
 NUISANCES = ("shift", "flip", "jpeg", "noise")
 SHIFT = 4
 JPEG_QUALITY = 90
 NOISE = 2 / 255
+
+
+def shift(t: Tensor, fill: str = "reflect") -> Tensor:
+    """``t (..., H, W)`` with its content moved :data:`SHIFT` pixels right and down; the uncovered top
+    and left border is filled by reflection (pictures) or with zeros (``fill="zeros"``: masks)."""
+    if fill == "zeros":
+        return F.pad(t, (SHIFT, 0, SHIFT, 0))[..., : t.shape[-2], : t.shape[-1]]
+    return F.pad(t, (SHIFT, 0, SHIFT, 0), mode="reflect")[..., : t.shape[-2], : t.shape[-1]]
 
 
 def _stats(values: Sequence[float], x: Tensor) -> Tensor:
@@ -72,7 +80,7 @@ def apply(
         True
     """
     if kind == "shift":
-        return F.pad(x, (SHIFT, 0, SHIFT, 0), mode="reflect")[..., : x.shape[-2], : x.shape[-1]]
+        return shift(x)
     if kind == "flip":
         return x.flip(-1)
     if kind == "jpeg":

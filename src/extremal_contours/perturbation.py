@@ -148,6 +148,9 @@ class Perturbation:
         self.kind = kind
         self.blend = blend
         self.x = x
+        #: The options it was built with: ``Perturbation(other, p.kind, **p.options)`` perturbs other
+        #: images the same way.
+        self.options = {"levels": levels, "max_sigma": max_sigma, "truncate": truncate, "padding": padding, "blend": blend, "fill": fill}
         n, c, h, w = x.shape
         if kind == "blur":
             pyramid = blur_pyramid(x, levels, max_sigma, truncate=truncate, padding=padding)

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from . import contour as C
 from ._errors import first_line
-from .result import ContourParts, ContourResult
+from .result import Alternatives, ContourParts, ContourResult
 
 __all__ = ["COORDINATES", "FORMAT", "MAX_RECORD_SIDE", "RECORD_FILE", "from_record", "json_text", "load", "read_record", "to_record"]
 
@@ -111,7 +111,32 @@ def _contour_entry(result: ContourResult, image: int, j: int) -> dict[str, Any]:
     if result.preserve_probability is not None and result.delete_probability is not None:
         entry["preserve"]["probability"] = float(result.preserve_probability[image, j])
         entry["delete"]["probability"] = float(result.delete_probability[image, j])
+    if result.flags:
+        entry["flags"] = result.flags_of(image, j)
+        entry["checked"] = sorted(result.flags)  # the flags looked for (absent ones were not)
+    verdict = result.verdict[image][j]
+    if verdict is not None:
+        entry["verdict"] = verdict
+    if result.alternatives is not None:
+        entry["alternatives"] = _alternative_entries(result.alternatives, image, j, h, w)
     return entry
+
+
+def _alternative_entries(alternatives: Alternatives, image: int, j: int, h: int, w: int) -> list[dict[str, Any]]:
+    """The records of one (image, area)'s alternatives, best first."""
+    return [
+        {
+            "centre": alternatives.centre[image, j, i].tolist(),
+            "centre_px": C.to_pixels(alternatives.centre[image, j, i], h, w).tolist(),
+            "harmonics": alternatives.coeffs[image, j, i].tolist(),
+            "scale": float(alternatives.scale[image, j, i]),
+            "visible_area": float(alternatives.visible_area[image, j, i]),
+            "preserve": {"ratio": float(alternatives.preserve_ratio[image, j, i])},
+            "iou_with_answer": float(alternatives.iou[image, j, i]),
+            "polygon_px": alternatives.polygons[image, j, i].tolist(),
+        }
+        for i in range(int(alternatives.count[image, j]))
+    ]
 
 
 def _part_entry(parts: ContourParts, image: int, j: int, i: int, h: int, w: int) -> dict[str, Any]:
@@ -239,7 +264,42 @@ def from_record(record: dict[str, Any], folder: Path | None = None) -> ContourRe
         names=(record["image"]["name"],) if record["image"].get("name") else None,
         meta=record.get("meta", {}),
         parts=parts,
+        alternatives=_alternatives_from_record(contours, coeffs.shape[1]),
+        flags=_flags_from_record(contours),
     )
+
+
+def _flags_from_record(contours: list[dict[str, Any]]) -> dict[str, Tensor]:
+    """Each flag looked for, ``(1, A)`` bool, from the records' ``checked`` and ``flags``."""
+    checked = set.intersection(*(set(c.get("checked", [])) for c in contours))
+    return {name: torch.tensor([[name in c.get("flags", []) for c in contours]]) for name in sorted(checked)}
+
+
+def _alternatives_from_record(contours: list[dict[str, Any]], harmonics: int) -> Alternatives | None:
+    """The alternatives of one image's record, ``N = 1``, padded to the most found; ``None`` if the
+    record has none."""
+    if not any("alternatives" in c for c in contours):
+        return None
+    k = max(1, max(len(c.get("alternatives", [])) for c in contours))
+    a = len(contours)
+    nan = torch.full((1, a, k), float("nan"))
+    centre, coeffs, scale = torch.zeros(1, a, k, 2), torch.zeros(1, a, k, harmonics, 2), torch.zeros(1, a, k)
+    visible, ratio, iou, polygons = nan.clone(), nan.clone(), nan.clone(), None
+    count = torch.zeros(1, a, dtype=torch.long)
+    for j, c in enumerate(contours):
+        for i, alt in enumerate(c.get("alternatives", [])):
+            centre[0, j, i], scale[0, j, i] = torch.tensor(alt["centre"]), alt["scale"]
+            coeffs[0, j, i] = torch.tensor(alt["harmonics"]).reshape(harmonics, 2)
+            visible[0, j, i], ratio[0, j, i] = _number(alt["visible_area"]), _number(alt["preserve"]["ratio"])
+            iou[0, j, i] = _number(alt["iou_with_answer"])
+            poly = torch.tensor(alt["polygon_px"], dtype=torch.float32)
+            if polygons is None:
+                polygons = torch.zeros(1, a, k, poly.shape[0], 2)
+            polygons[0, j, i] = poly
+            count[0, j] = i + 1
+    if polygons is None:
+        polygons = torch.zeros(1, a, k, 1, 2)
+    return Alternatives(centre, coeffs, scale, polygons, visible, ratio, iou, count)
 
 
 def _read_picture(folder: Path, h: int, w: int) -> Tensor | None:

@@ -24,7 +24,7 @@ from .scoring import Fidelity
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["ContourParts", "ContourResult", "display_images"]
+__all__ = ["Alternatives", "ContourParts", "ContourResult", "display_images"]
 
 
 def display_images(x: Tensor, mean: Sequence[float] | None, std: Sequence[float] | None) -> Tensor:
@@ -100,6 +100,39 @@ class ContourParts:
         return cls(*(torch.cat([getattr(p, f.name) for p in padded]) for f in fields(cls)))
 
 
+@dataclass(frozen=True)
+class Alternatives:
+    """Other regions the search found for each (image, area), best first: each overlaps the answer
+    and every better alternative by an IoU below 0.3 (see :mod:`extremal_contours.explainer.alternatives`).
+    Slots past ``count`` are unused (NaN scores).
+
+    Attributes:
+        centre: ``(N, A, k, 2)``; coeffs: ``(N, A, k, K, 2)``; scale: ``(N, A, k)``; polygons:
+            ``(N, A, k, P, 2)`` in pixels (one contour each).
+        visible_area: ``(N, A, k)``.
+        preserve_ratio: ``(N, A, k)`` as the answer's (:attr:`ContourResult.preserve_ratio`).
+        iou: ``(N, A, k)`` overlap with the answer.
+        count: ``(N, A)`` alternatives found.
+    """
+
+    centre: Tensor
+    coeffs: Tensor
+    scale: Tensor
+    polygons: Tensor
+    visible_area: Tensor
+    preserve_ratio: Tensor
+    iou: Tensor
+    count: Tensor
+
+    def take(self, index: slice | Tensor) -> Alternatives:
+        """The alternatives of some images."""
+        return Alternatives(*(getattr(self, f.name)[index] for f in fields(self)))
+
+    def outlines(self, image: int, area: int) -> list[np.ndarray]:
+        """The polygons ``(P, 2)`` of one (image, area)'s alternatives, best first."""
+        return [self.polygons[image, area, i].numpy() for i in range(int(self.count[image, area]))]
+
+
 #: Fields that hold one entry per image as a tuple (the tensors hold theirs along dimension 0).
 _PER_IMAGE_TUPLES = ("class_names", "names")
 
@@ -143,6 +176,10 @@ class ContourResult(Fidelity):
             each region (:class:`ContourParts`); ``centre``, ``coeffs``, ``scale`` and ``polygons``
             then hold the largest one, and the masks, areas and scores are the union's. ``None`` for
             one contour per region.
+        alternatives: other distinct regions the search found (:class:`Alternatives`), or ``None``
+            (several contours per region, nested sweeps).
+        flags: warnings per (image, area), each ``(N, A)`` bool, by name (see
+            :mod:`extremal_contours.flags`); :meth:`flags_of` lists those raised.
     """
 
     areas: tuple[float, ...]
@@ -174,6 +211,8 @@ class ContourResult(Fidelity):
     names: tuple[str, ...] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     parts: ContourParts | None = None
+    alternatives: Alternatives | None = None
+    flags: dict[str, Tensor] = field(default_factory=dict)
 
     # -- derived ----------------------------------------------------------------------------------
 
@@ -193,8 +232,10 @@ class ContourResult(Fidelity):
                 changes[f.name] = value[sl]
             elif f.name in _PER_IMAGE_TUPLES and value is not None:
                 changes[f.name] = (value[index],)
-            elif f.name == "parts" and value is not None:
+            elif f.name in ("parts", "alternatives") and value is not None:
                 changes[f.name] = value.take(sl)
+            elif f.name == "flags":
+                changes[f.name] = {k: v[sl] for k, v in value.items()}
         return replace(self, **changes)
 
     def __getitem__(self, index: int) -> ContourResult:
@@ -213,6 +254,11 @@ class ContourResult(Fidelity):
             if f.name == "parts":
                 if any(v is not None for v in values):
                     changes[f.name] = ContourParts.concat([r.all_parts() for r in results])
+            elif f.name == "alternatives":
+                changes[f.name] = _concat_alternatives(values)
+            elif f.name == "flags":
+                names = set.intersection(*(set(v) for v in values))
+                changes[f.name] = {k: torch.cat([v[k] for v in values]) for k in sorted(names)}
             elif f.name in _PER_IMAGE_TUPLES:
                 changes[f.name] = tuple(v[0] for v in values) if all(v is not None for v in values) else None
             elif isinstance(values[0], Tensor) or any(isinstance(v, Tensor) for v in values):
@@ -232,6 +278,22 @@ class ContourResult(Fidelity):
             polygons=self.polygons[:, :, None],
             count=torch.ones(self.scale.shape, dtype=torch.long),
         )
+
+    def flags_of(self, image: int = 0, area: int = 0) -> list[str]:
+        """The names of the flags raised for one (image, area) (see :mod:`extremal_contours.flags`)."""
+        from .flags import describe_flags
+
+        return describe_flags(self.flags, image, area)
+
+    @property
+    def verdict(self) -> list[list[str | None]]:
+        """Per (image, area): ``"unique"`` (no other region found keeps nearly as much), ``"ambiguous"``,
+        or ``None`` where alternatives were not looked for."""
+        flag = self.flags.get("ambiguous")
+        rows, cols = self.scale.shape
+        if flag is None:
+            return [[None] * cols for _ in range(rows)]
+        return [["ambiguous" if bool(flag[i, j]) else "unique" for j in range(cols)] for i in range(rows)]
 
     def polygon(self, image: int = 0, area: int = 0) -> np.ndarray:
         """The boundary ``(P, 2)`` in pixels of one contour (the largest, for several)."""
@@ -283,3 +345,14 @@ class ContourResult(Fidelity):
         from .record import load
 
         return load(directory)
+
+
+def _concat_alternatives(values: Sequence[Alternatives | None]) -> Alternatives | None:
+    """Alternatives of several results stacked along the images (``None`` unless all have them with
+    the same room)."""
+    if any(v is None for v in values):
+        return None
+    items = [v for v in values if v is not None]
+    if len({v.centre.shape[2] for v in items}) > 1:
+        return None
+    return Alternatives(*(torch.cat([getattr(v, f.name) for v in items]) for f in fields(Alternatives)))

@@ -94,6 +94,7 @@ class ExtremalContour:
         seed: int = 0,
         names: Sequence[str] | None = None,
         contours: int | str = 1,
+        alternatives: int = 1,
     ) -> ContourResult:
         """Find the region of each area for each image.
 
@@ -112,12 +113,21 @@ class ExtremalContour:
                 apart); ``"auto"``: ``M = 1, 2, ...`` up to ``max_contours``, keeping ``M + 1`` per
                 (image, area) only where it raises the objective by more than ``auto_margin`` (each
                 ``M`` is a full run, so this costs that many runs).
+            alternatives: regions to return per (image, area): the answer and up to ``alternatives - 1``
+                other regions the search found, apart from it and from each other (IoU below 0.3),
+                best first (one contour per region only). Either way the search's best other region
+                decides whether the answer is flagged ``ambiguous``.
 
         Returns:
             A :class:`~extremal_contours.result.ContourResult` with one region per (image, area);
-            its ``parts`` hold the separate contours when ``contours`` is not 1.
+            its ``parts`` hold the separate contours when ``contours`` is not 1, its ``alternatives``
+            the other regions, its ``flags`` the warnings (see :mod:`extremal_contours.flags`).
         """
-        return self._explain(self.config, x, target, areas, variant, seed, names, contours)
+        if isinstance(alternatives, bool) or not isinstance(alternatives, int) or alternatives < 1:
+            raise ValueError(f"alternatives must be a count >= 1, got {alternatives!r}")
+        if alternatives > 1 and contours != 1:
+            raise ValueError("alternatives are found for one contour per region; use contours=1")
+        return self._explain(self.config, x, target, areas, variant, seed, names, contours, alternatives)
 
     def sweep(
         self,
@@ -152,7 +162,7 @@ class ExtremalContour:
             families = min(families, config.starts)
             check_starts(families, config.scan, "families")
             config = replace(config, starts=families)
-        return self._explain(config, x, target, areas, variant, seed, names, 1)
+        return self._explain(config, x, target, areas, variant, seed, names, 1, 1)
 
     def _explain(
         self,
@@ -164,6 +174,7 @@ class ExtremalContour:
         seed: int,
         names: Sequence[str] | None,
         contours: int | str,
+        alternatives: int,
     ) -> ContourResult:
         started = time.perf_counter()
         x = check_images(x)
@@ -175,11 +186,13 @@ class ExtremalContour:
             raise ValueError(f"contours must be a count >= 1 or 'auto', got {contours!r}")
         if contours != 1 and config.nesting > 0 and len(areas) > 1:
             raise ValueError("nested sweeps use one contour per region; use contours=1 with nesting")
+        if isinstance(contours, int) and not isinstance(contours, bool) and contours > config.max_contours:
+            raise ValueError(f"contours must be at most max_contours ({config.max_contours}), got {contours}")
         # Gradients are the method: run with autograd on even when called under no_grad or
         # inference_mode (x is copied out of an inference tensor below).
         with eval_mode(self.model), torch.inference_mode(False), torch.enable_grad():
             if contours != "auto":
-                result = self._run(config, x, target, areas, variant, seed, names, started, int(contours))
+                result = self._run(config, x, target, areas, variant, seed, names, started, int(contours), alternatives)
                 return replace(result, settings={**result.settings, "contours": contours})
             result = self._run(config, x, target, areas, variant, seed, names, started, 1)
             for m in range(2, config.max_contours + 1):
@@ -230,8 +243,9 @@ class ExtremalContour:
         names: Sequence[str] | None,
         started: float,
         contours: int,
+        alternatives: int = 1,
     ) -> ContourResult:
         problem, score_name = self._problem(config, x, target, variant)
         answer = search(problem, config, areas, seed, contours, self.progress)
         display = {"mean": self.mean, "std": self.std, "class_names": self.class_names, "score": score_name}
-        return assemble(problem, config, answer, areas, seed, names, started, display)
+        return assemble(problem, config, answer, areas, seed, names, started, display, alternatives)

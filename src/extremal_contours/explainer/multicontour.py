@@ -118,6 +118,10 @@ def choose(old: ContourResult, new: ContourResult, better: Tensor) -> ContourRes
         polygons=pick(parts.polygons, new_parts.polygons),
         count=torch.where(better, new_parts.count, parts.count),
     )
+    # Each flag from the region kept; alternatives are kept for one contour per region only.
+    shared = set(old.flags) & set(new.flags)
+    changes["flags"] = {k: torch.where(better, new.flags[k], old.flags[k]) for k in sorted(shared)}
+    changes["alternatives"] = None
     cost = dict(old.cost)
     for key in ("seconds", "forward_backward", "forward"):
         cost[key] = old.cost.get(key, 0) + new.cost.get(key, 0)

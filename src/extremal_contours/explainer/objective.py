@@ -21,7 +21,7 @@ from ..perturbation import Perturbation
 from ..targets import ScoreFn
 from .multicontour import draw_regions
 
-__all__ = ["Best", "Problem", "Rows", "finite"]
+__all__ = ["Best", "Candidates", "Problem", "Rows", "finite"]
 
 
 def finite(values: Tensor) -> Tensor:
@@ -137,9 +137,21 @@ class Problem:
         return finite(torch.cat(values))
 
 
+@dataclass
+class Candidates:
+    """Every binary region a search scored, in the order scored: its group, its objective relative to
+    the clean score, and its parameters ``(C, M, 2)``, ``(C, M, K, 2)``, ``(C, M)``."""
+
+    group: Tensor
+    value: Tensor
+    centre: Tensor
+    coeffs: Tensor
+    mix: Tensor
+
+
 class Best:
     """Per (image, area) group, the best binary region seen so far (its objective relative to the
-    clean score, and its parameters)."""
+    clean score, and its parameters); every region it is shown is kept as a candidate too."""
 
     def __init__(self, problem: Problem, groups: int, contours: int, harmonics: int) -> None:
         device = problem.x.device
@@ -148,11 +160,17 @@ class Best:
         self.centre = torch.zeros(groups, contours, 2, device=device)
         self.coeffs = torch.zeros(groups, contours, harmonics, 2, device=device)
         self.mix = torch.zeros(groups, contours, device=device)
+        self._seen: list[tuple[Tensor, ...]] = []
+
+    def candidates(self) -> Candidates:
+        """Every region shown to :meth:`remember`."""
+        return Candidates(*(torch.cat(parts) for parts in zip(*self._seen, strict=True)))
 
     def remember(self, value: Tensor, rows: Rows, centre: Tensor, coeffs: Tensor, mix: Tensor) -> None:
         """Keep, per group, the row of ``value`` (objectives of binary regions) that beats the best."""
         groups, device = self.value.shape[0], self.value.device
         value = value / self.norm[rows.image]  # relative to the clean score
+        self._seen.append((rows.group, value, centre, coeffs, mix))
         better = torch.full((groups,), -math.inf, device=device).scatter_reduce(0, rows.group, value, "amax")
         improved = better > self.value
         if not improved.any():

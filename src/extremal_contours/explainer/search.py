@@ -20,19 +20,21 @@ from ..modelcall import progress_disabled
 from . import starts as S
 from .config import ContourSettings
 from .multicontour import draw_regions, nesting_gradient, overlap_penalty
-from .objective import Best, Problem, Rows, finite
+from .objective import Best, Candidates, Problem, Rows, finite
 
 __all__ = ["Answer", "search"]
 
 
 @dataclass
 class Answer:
-    """The best parameters per (image, area) group and the soft objective's history ``(groups, T)``."""
+    """The best parameters per (image, area) group, the soft objective's history ``(groups, T)`` and
+    every region scored on the way (``None`` for a nested sweep, whose answer is a family)."""
 
     centre: Tensor
     coeffs: Tensor
     mix: Tensor
     history: Tensor
+    candidates: Candidates | None
 
 
 @dataclass
@@ -228,6 +230,6 @@ def search(
     if family:  # the answer is the best family as a whole (nested), not the best contour per area
         chosen = S.top_families(value / problem.norm[state.rows.image], n, len(areas), 1)
         best.take(*(v[chosen] for v in values))
-    else:
-        best.remember(value, state.rows, *values)
-    return Answer(best.centre, best.coeffs, best.mix, history)
+        return Answer(best.centre, best.coeffs, best.mix, history, None)
+    best.remember(value, state.rows, *values)
+    return Answer(best.centre, best.coeffs, best.mix, history, best.candidates())
