@@ -345,6 +345,14 @@ def test_nan_from_the_model_on_perturbed_images_is_one_clear_line(images):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("score", [lambda out: out[:, 0] * float("nan"), lambda out, clean: (out - clean).sum(1) / 0.0])
+def test_a_score_callable_that_is_not_finite_on_the_clean_images_is_blamed_not_the_model(tiny, images, score):
+    # The model's clean outputs are fine; the score of them is not: the message must not say otherwise.
+    with pytest.raises(ValueError, match=r"^the score is NaN or infinite on the clean image\(s\) \[0, 1\]") as info:
+        ExtremalContour(tiny, **FAST).attribute(images, target=score)
+    assert "\n" not in str(info.value)
+
+
 def test_works_when_called_under_inference_mode(tiny, images):
     explainer = ExtremalContour(tiny, **FAST)
     expected = explainer.attribute(images, target=1)
