@@ -105,8 +105,10 @@ def test_benchmark_rows_summary_consistency_and_resume(dataset, loaded, tmp_path
     assert fidelity[("contour", "0.1")]["images"] == "5"
     consistency = summary["Run-to-run consistency"]
     assert [(r["method"], r["area"], r["images"], r["runs"]) for r in consistency] == [("contour", "0.1", "5", "2"), ("contour", "0.2", "5", "2")]
-    # Every binary mask's pieces and holes are counted and tabulated.
-    assert all(int(r["pieces"]) >= 1 and int(r["holes"]) >= 0 for r in rows)
+    # Every binary mask's pieces and holes are counted and tabulated: a contour's region is one piece
+    # without holes (star-convex); the saliency's top pixels are at least one piece.
+    assert all((r["pieces"], r["holes"]) == ("1", "0") for r in rows if r["method"] == "contour")
+    assert all(int(r["pieces"]) >= 1 for r in rows)
     shapes = {(r["method"], r["area"]): r for r in summary["Shape of the binary masks"]}
     assert set(shapes) == set(fidelity) and all(r["masks"] == ("10" if m == "contour" else "5") for (m, _), r in shapes.items())
     with Image.open(out / "profile.png") as im:  # fidelity against area, per method

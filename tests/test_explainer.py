@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -51,6 +53,24 @@ def test_delete_variant_removes_the_planted_region():
     result = explainer.attribute(x, target=0, areas=(area,), variant="delete")
     assert _iou(result.masks[0, 0, 0], disc) > 0.7
     assert result.delete_drop[0, 0] > 0.6
+
+
+@pytest.mark.parametrize("variant", ["delete", "dual"])
+@pytest.mark.parametrize("centre", [(50, 22), (24, 40)])
+def test_delete_and_dual_regions_cover_the_planted_disc(variant, centre):
+    x, disc = disc_image(centre=centre)
+    area = disc.float().mean().item()
+    # The default perturbation, a blur wide enough to erase the disc where it is deleted.
+    explainer = ExtremalContour(BrightSpot(), iterations=24, starts=2, scan=3, perturbation_options={"max_sigma": 16.0}, progress=False)
+    result = explainer.attribute(x, target=0, areas=(area,), variant=variant)
+    region = result.masks[0, 0, 0]
+    assert result.variant == variant and abs(region.float().mean().item() - area) < 0.01
+    assert ((region & disc).sum() / disc.sum()).item() > 0.85  # most of the disc inside the region
+    cx, cy = C.to_pixels(result.centre[0, 0], *disc.shape).tolist()
+    assert disc[int(cy), int(cx)]  # the contour's centre inside the disc
+    ys, xs = torch.nonzero(region, as_tuple=True)
+    assert math.dist((xs.float().mean().item() + 0.5, ys.float().mean().item() + 0.5), centre) < 2.5  # and the region's centroid on it
+    assert result.delete_drop[0, 0] > 0.3  # blurring the region away takes the evidence with it
 
 
 def test_result_is_at_least_the_best_scanned_disc():
@@ -342,6 +362,14 @@ class _NanWhenPerturbed(nn.Module):
 def test_nan_from_the_model_on_perturbed_images_is_one_clear_line(images):
     with pytest.raises(ValueError, match="NaN or infinite on a perturbed image") as info:
         ExtremalContour(_NanWhenPerturbed(images).eval(), **FAST).attribute(images, target=1)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("score", [lambda out: out[:, 0] * float("nan"), lambda out, clean: (out - clean).sum(1) / 0.0])
+def test_a_score_callable_that_is_not_finite_on_the_clean_images_is_blamed_not_the_model(tiny, images, score):
+    # The model's clean outputs are fine; the score of them is not: the message must not say otherwise.
+    with pytest.raises(ValueError, match=r"^the score is NaN or infinite on the clean image\(s\) \[0, 1\]") as info:
+        ExtremalContour(tiny, **FAST).attribute(images, target=score)
     assert "\n" not in str(info.value)
 
 

@@ -151,6 +151,58 @@ def test_faithfulness_and_insertion_deletion_rank_a_good_map_above_a_bad_one():
     assert curve.shape == (17,) and curve[-1] == pytest.approx(model(x).softmax(1)[0, 0].item(), rel=1e-5)
 
 
+class _MeanIsProbability(torch.nn.Module):
+    """Class 0's probability is the image's mean ``m`` (logits ``log m`` and ``log(1 - m)``), class 1's
+    is ``1 - m``: insertion and deletion curves are sums of pixel values that can be written down."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = x.mean((1, 2, 3))
+        return torch.stack([m.clamp(min=1e-12).log(), (1 - m).clamp(min=1e-12).log()], 1)
+
+
+def test_insertion_and_deletion_auc_by_hand():
+    pixels = torch.tensor([[0.8, 0.4], [0.2, 0.6]])  # mean 0.5
+    x = pixels.expand(3, 3, 2, 2).clone()  # three images, three equal channels
+    maps = torch.stack(
+        [
+            torch.tensor([[4.0, 1.0], [3.0, 2.0]]),  # order 0.8, 0.2, 0.6, 0.4
+            torch.tensor([[1.0, 4.0], [2.0, 3.0]]),  # order 0.4, 0.6, 0.2, 0.8
+            torch.zeros(2, 2),  # all tied: pixel order 0.8, 0.4, 0.2, 0.6
+        ]
+    )[:, None]
+    classes = torch.tensor([0, 0, 1])
+    out = M.insertion_deletion(_MeanIsProbability(), x, maps, classes, steps=4, baseline=torch.zeros_like(x))
+    # Inserting into black: the mean after k pixels is the sum of the first k values over 4.
+    inserted = [[0, 0.2, 0.25, 0.4, 0.5], [0, 0.1, 0.25, 0.3, 0.5], [1 - v for v in (0, 0.2, 0.3, 0.35, 0.5)]]
+    deleted = [[0.5, 0.3, 0.25, 0.1, 0], [0.5, 0.4, 0.25, 0.2, 0], [1 - v for v in (0.5, 0.3, 0.2, 0.15, 0)]]
+    torch.testing.assert_close(out["insertion_curve"], torch.tensor(inserted), atol=1e-6, rtol=0)
+    torch.testing.assert_close(out["deletion_curve"], torch.tensor(deleted), atol=1e-6, rtol=0)
+    # Trapezoids of width 1/4: (first/2 + middle three + last/2) / 4.
+    torch.testing.assert_close(out["insertion"], torch.tensor([0.275, 0.225, 0.725]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(out["deletion"], torch.tensor([0.225, 0.275, 0.775]), atol=1e-6, rtol=0)
+    # Two steps: 0, 2 and 4 pixels.
+    two = M.insertion_deletion(_MeanIsProbability(), x[:1], maps[:1], classes[:1], steps=2, baseline=torch.zeros_like(x[:1]))
+    torch.testing.assert_close(two["insertion"], torch.tensor([0.5 * (0.25 + 0.25)]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(two["deletion"], torch.tensor([0.5 * (0.25 + 0.25)]), atol=1e-6, rtol=0)
+
+
+def test_insertion_deletion_default_baseline_is_the_blurred_image():
+    # A flat image blurs to itself: nothing changes along either curve.
+    x = torch.full((1, 3, 16, 16), 0.3)
+    maps = torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    out = M.insertion_deletion(_MeanIsProbability(), x, maps, torch.tensor([0]), steps=8)
+    torch.testing.assert_close(out["insertion_curve"], torch.full((1, 9), 0.3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out["insertion"], torch.tensor([0.3]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out["deletion"], torch.tensor([0.3]), atol=1e-5, rtol=0)
+    # A bright top half blurs towards its mean, so deleting it lowers the curve and inserting raises it.
+    x[:, :, :8] = 0.7
+    top = torch.zeros(1, 1, 16, 16)
+    top[:, :, :8] = 1.0
+    out = M.insertion_deletion(_MeanIsProbability(), x, top, torch.tensor([0]), steps=2)
+    blurred_mean = out["insertion_curve"][0, 0].item()
+    assert 0.45 < blurred_mean < 0.55 and out["deletion_curve"][0, 1].item() < 0.5 < out["insertion_curve"][0, 1].item()
+
+
 def test_pieces_and_holes_by_hand():
     m = torch.zeros(4, 20, 30, dtype=torch.bool)
     m[0, 2:5, 2:5] = True

