@@ -536,3 +536,32 @@ def test_continuing_with_more_areas_writes_each_consistency_row_once(dataset, lo
     assert sorted((r["image"], r["area"]) for r in rows) == [(f"{i}.png", a) for i in range(2) for a in ("0.1", "0.2")]
     assert rows[:2] == first  # the first run's rows are kept
     assert [r["images"] for r in tables((out / "summary.md").read_text())["Run-to-run consistency"]] == ["2", "2"]
+
+
+def test_benchmark_draws_a_small_overlay_per_method_picture_and_area(dataset, loaded, tmp_path):
+    from extremal_contours.benchmark import OVERLAY_SIDE, overlay_file
+
+    out = tmp_path / "out"
+    config = BenchmarkConfig(data=dataset, methods=["saliency", "gradcam"], out=out, areas=(0.1, 0.3), seeds=(0, 1), batch=2)
+    run_benchmark(config, loaded, progress=False, log=lambda m: None)
+    files = sorted((out / "overlays").rglob("*"))
+    expected = {overlay_file(out, m, f"{i}.png", a) for m in ("saliency", "gradcam") for i in range(5) for a in (0.1, 0.3)}
+    assert {f for f in files if f.is_file()} == expected  # the first seed's; the broken picture has none
+    drawn = {}
+    for method in ("saliency", "gradcam"):
+        with Image.open(overlay_file(out, method, "3.png", 0.3)) as im:
+            assert im.size == (32, 32) and im.mode == "P"  # the model's input (32 px), a palette PNG
+            drawn[method] = np.asarray(im.convert("RGB")).astype(int)
+        outline = (np.abs(drawn[method] - (230, 159, 0)).max(2) < 16).mean()  # the mask's outline, in its colour
+        assert 0 < outline < 0.9
+    assert (drawn["saliency"] != drawn["gradcam"]).any()  # each method's own mask
+    # Names with folders keep them, made safe; the longest side is at most OVERLAY_SIDE.
+    assert overlay_file(out, "a b", "x/y.png", 0.1) == out / "overlays" / "a_b" / "x" / "y.png_area0.1.png"
+    assert overlay_file(out, "m", "/abs/p.png", 0.25) == out / "overlays" / "m" / "abs" / "p.png_area0.25.png"
+    from extremal_contours.benchmark.overlays import mask_overlay
+
+    mask = np.zeros((300, 400), bool)
+    mask[100:200, 100:250] = True
+    drawn = np.asarray(mask_overlay(np.full((300, 400, 3), 200, np.uint8), mask))
+    assert drawn.shape == (OVERLAY_SIDE * 3 // 4, OVERLAY_SIDE, 3)
+    assert (drawn[5, 5] == 90).all() and not (drawn[96, 96] == 90).all()  # 0.45 x 200 outside; tinted inside

@@ -25,8 +25,12 @@ from .jobs import ExplainJob, JobError, explain_folder, explain_to_store, show_s
 from .metrics import FAITHFULNESS_PROTOCOLS
 from .modelcall import PRECISIONS
 from .models import DEFAULT_MODEL, LoadedModel, ModelError, load_model
+from .report import ReportError, write_report
 from .sweep import DEFAULT_AREAS
 from .targets import SCORES
+
+#: Help of the --report option of the commands that write a folder.
+REPORT_HELP = "at the end, also write OUT/report.html (a self-contained page to browse the results) and print its path"
 
 #: Smallest area the command line takes (16 pixels of a 224 x 224 input is 0.0003).
 MIN_AREA = 0.0005
@@ -177,11 +181,32 @@ def _out_folder(value: str) -> Path:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    return _explain_pictures(args, sweep=False)
+    return _report_after(args, Path(args.out), _explain_pictures(args, sweep=False))
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    return _explain_pictures(args, sweep=True)
+    return _report_after(args, Path(args.out), _explain_pictures(args, sweep=True))
+
+
+def _report_after(args: argparse.Namespace, folder: Path, code: int) -> int:
+    """With ``--report``, write the folder's HTML report once the job is done (under torchrun:
+    rank 0) and print its path; a report that cannot be written is an error line and exit code 1."""
+    if not getattr(args, "report", False) or os.environ.get("RANK", "0") != "0":
+        return code
+    try:
+        print(write_report(folder))
+    except (ReportError, OSError) as exc:
+        print(f"error: report: {first_line(exc)}", file=sys.stderr)
+        return max(code, 1)
+    return code
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    try:
+        print(write_report(Path(args.folder)))
+    except (ReportError, OSError) as exc:
+        raise UsageError(first_line(exc)) from exc
+    return 0
 
 
 def _explain_pictures(args: argparse.Namespace, sweep: bool) -> int:
@@ -341,7 +366,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         print(f"{len(failures)} picture(s) failed in this run (listed above and in {out / 'errors.csv'})", file=sys.stderr)
     # Under torchrun a non-zero exit of one process makes torchrun report a crash: there the
     # failures are only listed.
-    return 1 if failures and "WORLD_SIZE" not in os.environ else 0
+    return _report_after(args, out, 1 if failures and "WORLD_SIZE" not in os.environ else 0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -354,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_explain_show_sweep(sub)
     _add_benchmark(sub)
     _add_speed(sub)
+    _add_report(sub)
     return parser
 
 
@@ -367,6 +393,7 @@ def _add_explain_show_sweep(sub: Any) -> None:
     p.add_argument("--force", action="store_true", help="redo pictures already explained with the same settings")
     p.add_argument("--store", action="store_true", help="write rows to OUT/explanations.sqlite (one per picture and area) instead of folders; shards under torchrun")
     p.add_argument("--contours", type=_contours, default=1, metavar="M|auto", help="contours per region: a count, or auto (add one while it helps; default 1)")
+    p.add_argument("--report", action="store_true", help=REPORT_HELP)
     _add_common(p)
     p.set_defaults(func=cmd_explain)
 
@@ -385,6 +412,7 @@ def _add_explain_show_sweep(sub: Any) -> None:
     p.add_argument("--families", type=int, default=2, help="nested families (starts) of the sweep (default 2)")
     p.add_argument("--variant", choices=VARIANTS, default="preserve")
     p.add_argument("--out", default="sweeps", help="output folder (default ./sweeps)")
+    p.add_argument("--report", action="store_true", help=REPORT_HELP)
     p.add_argument("--force", action="store_true", help="redo pictures already done with the same settings")
     _add_common(p)
     p.set_defaults(func=cmd_sweep)
@@ -417,6 +445,7 @@ def _add_benchmark(sub: Any) -> None:
         help="faithfulness subsets: pixels replaced by the most blurred image (blur, default), or single input values replaced by the image's minimum (quantus: Quantus' defaults)",
     )  # fmt: skip
     p.add_argument("--out", default="benchmark", help="output folder (re-running continues)")
+    p.add_argument("--report", action="store_true", help=REPORT_HELP)
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default {DEFAULT_MODEL}; torchvision/timm names with --weights)")
     p.add_argument("--weights", default=None, help="state-dict file for --model ('random': random weights, for testing)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
@@ -438,6 +467,12 @@ def _add_speed(sub: Any) -> None:
     p.add_argument("--stride", type=int, default=15, help="take every N-th image of --data")
     _add_common(p)
     p.set_defaults(func=cmd_speed)
+
+
+def _add_report(sub: Any) -> None:
+    p = sub.add_parser("report", help="write DIR/report.html: a page to browse an explain, sweep, --store or benchmark folder")
+    p.add_argument("folder", metavar="DIR", help="an output folder of explain, sweep, explain --store or benchmark")
+    p.set_defaults(func=cmd_report)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,18 +4,20 @@
 appends the rows of every CSV (:mod:`.rows`) as soon as a batch is done, so a re-run continues
 where the last one stopped; :mod:`.measure` computes the rows, :mod:`.runrecord` keeps ``run.json``
 (the settings a folder's rows were made with), and :func:`summarise` (:mod:`.report`) turns the
-rows into Markdown tables (mean, median and a 95% interval per metric).
+rows into Markdown tables (mean, median and a 95% interval per metric); :mod:`.overlays` draws a small
+picture of every method's mask of every picture (``overlays/``) for the HTML report.
 """
 
 from ..speed import FLOOR_BATCH, model_floor
 from .config import SEEDED, SEEDED_STARTS, BenchmarkConfig
 from .errors import BenchmarkEmpty, BenchmarkMismatch
+from .overlays import OVERLAY_FOLDER, OVERLAY_SIDE, overlay_file
 from .report import METRIC_RANGE, random_target_table, speed_table, stability_table, summarise
 from .rows import FIELDS, MAP_FIELDS, STABILITY_FIELDS, merge_shards
 from .runner import run_benchmark
 
 __all__ = [
-    "FIELDS", "FLOOR_BATCH", "MAP_FIELDS", "METRIC_RANGE", "SEEDED", "SEEDED_STARTS", "STABILITY_FIELDS",
-    "BenchmarkConfig", "BenchmarkEmpty", "BenchmarkMismatch", "merge_shards", "model_floor", "random_target_table",
-    "run_benchmark", "speed_table", "stability_table", "summarise",
+    "FIELDS", "FLOOR_BATCH", "MAP_FIELDS", "METRIC_RANGE", "OVERLAY_FOLDER", "OVERLAY_SIDE", "SEEDED", "SEEDED_STARTS",
+    "STABILITY_FIELDS", "BenchmarkConfig", "BenchmarkEmpty", "BenchmarkMismatch", "merge_shards", "model_floor",
+    "overlay_file", "random_target_table", "run_benchmark", "speed_table", "stability_table", "summarise",
 ]  # fmt: skip

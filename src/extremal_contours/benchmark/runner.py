@@ -29,6 +29,7 @@ from ..perturbation import Perturbation
 from ..speed import model_floor
 from .config import SEEDED, BenchmarkConfig, method_options, seeds_of
 from .measure import Call, consistency_rows, fidelity_rows, map_rows, random_class, stability_rows
+from .overlays import save_overlays
 from .report import write_summary
 from .rows import (
     CONSISTENCY,
@@ -105,6 +106,17 @@ class Batch:
     classes: Tensor
 
 
+@dataclass(frozen=True)
+class Overlays:
+    """One method's binary masks ``(N, A, 1, H, W)`` of its first seed on the (normalised) pictures
+    ``x``, to draw once their rows are written."""
+
+    method: str
+    samples: list[Sample]
+    x: Tensor
+    masks: Tensor
+
+
 class BatchRunner:
     """Runs every method on batches of pictures and appends the rows the folder lacks.
 
@@ -160,11 +172,21 @@ class BatchRunner:
         if batch is None:
             return
         found: dict[str, list[dict[str, Any]]] = {t.name: [] for t in (PER_IMAGE, MAPS, STABILITY, CONSISTENCY)}
+        drawn: list[Overlays] = []
         for method in self.config.methods:
-            self._run_method(batch, method, found)
+            self._run_method(batch, method, found, drawn)
         # Rows already written (an area or seed added to a continued folder re-runs the picture): kept once.
         for table in (STABILITY, PER_IMAGE, MAPS, CONSISTENCY):
             self._append(table, found[table.name])
+        for overlays in drawn:
+            self._save_overlays(overlays)
+
+    def _save_overlays(self, overlays: Overlays) -> None:
+        """The small overlay pictures of one method's first-seed masks (for the HTML report)."""
+        mean = torch.tensor(self.loaded.mean, device=overlays.x.device)[:, None, None]
+        std = torch.tensor(self.loaded.std, device=overlays.x.device)[:, None, None]
+        names = [s.name for s in overlays.samples]
+        save_overlays(self.out, overlays.method, names, overlays.x * std + mean, overlays.masks, self.config.areas)
 
     def _append(self, table: Table, rows: list[dict[str, Any]]) -> None:
         new = self.written.new(table, rows)
@@ -219,8 +241,9 @@ class BatchRunner:
         classes = torch.tensor(chosen, device=x.device)
         return Batch(samples=samples, x=x[keep], regions=[regions[i] for i in keep], classes=classes)
 
-    def _run_method(self, batch: Batch, method: str, found: dict[str, list[dict[str, Any]]]) -> None:
-        """``method`` at every seed on the pictures of ``batch`` it has not done; rows into ``found``."""
+    def _run_method(self, batch: Batch, method: str, found: dict[str, list[dict[str, Any]]], drawn: list[Overlays]) -> None:
+        """``method`` at every seed on the pictures of ``batch`` it has not done; rows into ``found``,
+        its first seed's masks into ``drawn``."""
         need = [i for i, sample in enumerate(batch.samples) if not self.method_done(method, sample.name)]
         if not need:
             return
@@ -247,3 +270,4 @@ class BatchRunner:
                 found[STABILITY.name] += stability_rows(explainer, call, kwargs, areas, self.loaded)
             found[MAPS.name] += map_rows(model, call, regions, self.config)
         found[CONSISTENCY.name] += consistency_rows(method, samples, areas, masks)
+        drawn.append(Overlays(method, samples, x, masks[0]))
