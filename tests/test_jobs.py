@@ -4,6 +4,7 @@ and the torchrun helpers in one process."""
 import json
 import shutil
 import socket
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,7 +12,16 @@ import torch
 from PIL import Image
 
 from extremal_contours.distributed import World, join, leave, on_rank_zero
-from extremal_contours.jobs import ExplainJob, Fingerprints, JobError, image_key, result_folders, safe_name, show_stored
+from extremal_contours.jobs import (
+    ExplainJob,
+    Fingerprints,
+    JobError,
+    image_key,
+    list_saved,
+    result_folders,
+    safe_name,
+    show_saved,
+)
 from extremal_contours.jobs.naming import find_result, holds_another, is_picture, saved_meta
 
 
@@ -84,28 +94,47 @@ def test_explain_job_record_names_everything_that_makes_a_result():
     job = ExplainJob(files=[], roots=[], out=None, areas=(0.1, 0.2), target=3, seed=2, weights="random")
     record = job.record("tiny", {"iterations": 3})
     assert record == {
-        "model": "tiny", "weights": "random", "target": 3, "areas": [0.1, 0.2], "variant": "preserve", "seed": 2,
-        "sweep": False, "contours": 1, "settings": {"iterations": 3},
+        "model": "tiny", "weights": "random", "target": 3, "variant": "preserve", "seed": 2,
+        "sweep": False, "contours": 1, "alternatives": 1, "settings": {"iterations": 3},
     }  # fmt: skip
+    assert replace(job, sweep=True).record("tiny", {})["areas"] == [0.1, 0.2]  # a sweep is one artefact of all its areas
     assert json.loads(json.dumps(record)) == record  # as saved, so a re-run compares equal
 
 
-def test_show_refuses_a_missing_store_or_picture_in_one_line(tmp_path):
-    with pytest.raises(JobError, match="no result store at"):
-        show_stored(tmp_path / "nothing.sqlite", "a.png", tmp_path / "shown")
+def test_show_refuses_a_missing_store_or_picture_in_one_line(tmp_path, capsys):
+    with pytest.raises(JobError, match="no result store or output folder at"):
+        show_saved(tmp_path / "nothing.sqlite", "a.png", tmp_path / "shown")
     from conftest import TinyNet
     from extremal_contours import ExtremalContour
     from extremal_contours.store import ResultStore
 
     x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    result = ExtremalContour(TinyNet().eval(), iterations=2, starts=1, scan=1, progress=False).attribute(x, 0, names=["a.png"])
+    result = ExtremalContour(TinyNet().eval(), iterations=2, starts=1, scan=1, progress=False).attribute(x, 0, names=["sub/a.png"])
     ResultStore(tmp_path / "explanations.sqlite").add(result)
-    with pytest.raises(JobError, match=r"no stored explanation of 'b\.png'"):
-        show_stored(tmp_path, "b.png", tmp_path / "shown")
+    with pytest.raises(JobError, match=r"no saved explanation of 'b\.png'"):
+        show_saved(tmp_path, "b.png", tmp_path / "shown")
     with pytest.raises(JobError, match=r"at area 0\.3"):
-        show_stored(tmp_path, "a.png", tmp_path / "shown", area=0.3)
-    assert show_stored(tmp_path, "a.png", tmp_path / "shown") == 0
+        show_saved(tmp_path, "a.png", tmp_path / "shown", area=0.3)
+    assert show_saved(tmp_path, "a.png", tmp_path / "shown") == 0  # the bare file name of sub/a.png
     assert sorted(p.name for p in (tmp_path / "shown").iterdir()) == ["mask_a_area0.1_seed0.png", "overlay_a_area0.1_seed0.png"]
+    assert list_saved(tmp_path) == 0
+    assert "sub/a.png: area 0.1 target 0 seed 0 keeps" in capsys.readouterr().out
+
+
+def test_show_lists_and_redraws_an_explain_folder(tmp_path, capsys):
+    from conftest import TinyNet
+    from extremal_contours import ExtremalContour
+
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    explainer = ExtremalContour(TinyNet().eval(), iterations=2, starts=1, scan=1, progress=False)
+    explainer.attribute(x, 0, areas=(0.1, 0.2), names=["one.png", "two.png"]).save(tmp_path / "out")
+    assert list_saved(tmp_path / "out") == 0
+    listed = capsys.readouterr().out.strip().splitlines()
+    assert len(listed) == 5 and listed[-1].startswith("2 pictures, 4 explanations")
+    assert show_saved(tmp_path / "out", "two", tmp_path / "shown", area=0.2) == 0
+    assert sorted(p.name for p in (tmp_path / "shown").iterdir()) == ["mask_two_area0.2.png", "overlay_two_area0.2.png"]
+    with pytest.raises(JobError, match="show --list lists the names"):
+        show_saved(tmp_path / "out", "three.png", tmp_path / "shown")
 
 
 def test_one_process_is_a_world_of_one(monkeypatch):

@@ -18,15 +18,15 @@ from ._errors import first_line
 from .baselines import list_explainers
 from .benchmark import BenchmarkConfig, BenchmarkEmpty, BenchmarkMismatch, run_benchmark
 from .data import DatasetError
-from .explainer import VARIANTS, ExtremalContour
+from .explainer import VARIANTS, ContourSettings, ExtremalContour
 from .images import ImageError, find_images
 from .inputs import area_tag
-from .jobs import ExplainJob, JobError, explain_folder, explain_to_store, show_stored
+from .jobs import ExplainJob, JobError, explain_folder, explain_to_store, list_saved, show_saved
 from .metrics import FAITHFULNESS_PROTOCOLS
 from .modelcall import PRECISIONS
 from .models import DEFAULT_MODEL, LoadedModel, ModelError, load_model
 from .report import ReportError, write_report
-from .sweep import DEFAULT_AREAS
+from .sweep import AUTO_AREAS, DEFAULT_AREAS
 from .targets import SCORES
 
 #: Help of the --report option of the commands that write a folder.
@@ -69,10 +69,26 @@ def _target(value: str | None, loaded: LoadedModel) -> int | None:
         listed = ", ".join(f"{i} ({names[i]})" for i in matches)
         raise UsageError(f"--target {value!r} names several classes: {listed}; give the index")
     if not matches:
-        close = [n for n in names if value.lower() in n.lower()][:5]
-        hint = f" (did you mean: {', '.join(close)}?)" if close else ""
-        raise UsageError(f"--target {value!r} is not a class name of this model{hint}")
+        raise UsageError(f"--target {value!r} is not a class name of this model{_suggest(value, names)}")
     return matches[0]
+
+
+def _suggest(value: str, names: Sequence[str]) -> str:
+    """`` (did you mean 'Egyptian cat'?)`` for the class names closest to ``value``, else nothing."""
+    import difflib
+
+    lower = {n.lower(): n for n in names}
+    close = [lower[n] for n in difflib.get_close_matches(value.lower(), list(lower), n=1, cutoff=0.6)]
+    if not close:  # no near spelling: the names that contain it
+        close = [lower[n] for n in lower if value.lower() in n][:3]
+    return " (did you mean " + " or ".join(map(repr, close)) + "?)" if close else ""
+
+
+#: What the numbers on every line mean (``--help``'s closing words).
+DEFINITIONS = """preserve ratio ("keeps N%% of the class"): the class probability with only the region kept (the rest blurred), over the probability on the whole picture.
+delete drop ("removing it leaves N%%"): the class probability with the region blurred, over the whole picture's; the drop is 1 minus that.
+variants: preserve finds the region that keeps the class; delete the region whose removal loses it; dual both at once (keeping it high and removing it low).
+flags: keeps little (preserve ratio < 0.25), deletion raises (removing the region makes the class more likely), ambiguous (another region apart from it keeps at least 80%% as much), suspicious (the region makes the class over 3x as likely as the whole picture: an adversarial region), unstable (shifted 4 px with the picture, it keeps under half as much)."""
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -88,7 +104,11 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         help="move each start's centre by a seeded random offset of up to this fraction of the image (default 0: "
         "deterministic, the seed changes nothing); with --seed, shows alternative explanations",
     )  # fmt: skip
-    p.add_argument("--score", default="logit", choices=[s for s in SCORES if s != "similarity"], help="what the region keeps")
+    p.add_argument(
+        "--score", default="logit", choices=[s for s in SCORES if s != "similarity"],
+        help="the number the region keeps while optimising: the class's logit (default), probability, log-probability, "
+        "or its logit minus the best other class's (contrastive)",
+    )  # fmt: skip
     p.add_argument("--batch-size", type=int, default=32, help="most images per forward pass (memory bound)")
     p.add_argument(
         "--precision", default=None, choices=list(PRECISIONS),
@@ -99,6 +119,10 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
 
+#: Most contours per region the command line takes (the explainer's ``max_contours`` default).
+MAX_CONTOURS = ContourSettings().max_contours
+
+
 def _contours(value: str) -> int | str:
     if value == "auto":
         return value
@@ -106,8 +130,8 @@ def _contours(value: str) -> int | str:
         count = int(value)
     except ValueError:
         count = 0
-    if count < 1:
-        raise argparse.ArgumentTypeError(f"expected a count >= 1 or 'auto', got {value!r}")
+    if not 1 <= count <= MAX_CONTOURS:
+        raise argparse.ArgumentTypeError(f"expected a count from 1 to {MAX_CONTOURS} or 'auto', got {value!r}")
     return count
 
 
@@ -168,6 +192,14 @@ def _areas(values: Sequence[float], flag: str) -> tuple[float, ...]:
     return areas
 
 
+def _numbers(values: Sequence[Any], flag: str) -> list[float]:
+    """The command line's area values as numbers (``auto`` is only the whole of ``--area``)."""
+    try:
+        return [float(v) for v in values]
+    except ValueError:
+        raise UsageError(f"{flag} takes fractions in (0, 1) (or, alone, auto), got {' '.join(map(str, values))}") from None
+
+
 def _weights_source(args: argparse.Namespace) -> str | None:
     """Where ``--weights`` came from, as recorded with results: an absolute path, ``"random"`` or ``None``."""
     return str(Path(args.weights).resolve()) if args.weights and args.weights != "random" else args.weights
@@ -221,8 +253,18 @@ def _explain_pictures(args: argparse.Namespace, sweep: bool) -> int:
     files = find_images(paths)
     if not files:
         raise UsageError(f"no pictures found in {', '.join(map(str, paths))}")
-    areas = _areas(args.area, "--areas" if sweep else "--area")
+    auto = None
+    if not sweep and [str(a) for a in args.area] == ["auto"]:
+        if not 0 < args.keep <= 1:
+            raise UsageError(f"--keep takes a share in (0, 1], got {args.keep:g}")
+        areas, auto = AUTO_AREAS, args.keep
+    else:
+        areas = _areas(_numbers(args.area, "--areas" if sweep else "--area"), "--areas" if sweep else "--area")
     _at_least("--batch-size", args.batch_size, 2)
+    if not sweep:
+        _at_least("--alternatives", args.alternatives, 1)
+        if args.alternatives > 1 and args.contours != 1:
+            raise UsageError("--alternatives are found for one contour per region; leave --contours at 1")
     if sweep:
         _at_least("--families", args.families, 1)
         if not (math.isfinite(args.nesting) and args.nesting >= 0):
@@ -239,6 +281,8 @@ def _explain_pictures(args: argparse.Namespace, sweep: bool) -> int:
         contours=getattr(args, "contours", 1),
         weights=_weights_source(args),
         sweep=sweep,
+        auto=auto,
+        alternatives=getattr(args, "alternatives", 1),
         nesting=getattr(args, "nesting", 5.0),
         families=getattr(args, "families", 2),
         force=args.force,
@@ -251,7 +295,14 @@ def _explain_pictures(args: argparse.Namespace, sweep: bool) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    return show_stored(Path(args.results), args.image, _out_folder(args.out), area=args.area)
+    results = Path(args.results)
+    if not results.exists():
+        raise UsageError(f"no such file or folder: {results}")
+    if args.list:
+        return list_saved(results)
+    if args.image is None:
+        raise UsageError("show needs --image NAME (or --list to see the names)")
+    return show_saved(results, args.image, _out_folder(args.out), area=args.area)
 
 
 def cmd_speed(args: argparse.Namespace) -> int:
@@ -384,33 +435,52 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_explain_show_sweep(sub: Any) -> None:
-    p = sub.add_parser("explain", help="explain pictures (files or folders); one result folder per picture")
+    p = sub.add_parser(
+        "explain", help="explain pictures (files or folders): a result folder per picture, one per area inside it",
+        epilog=DEFINITIONS, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
     p.add_argument("images", nargs="*", metavar="IMAGE_OR_FOLDER", help="pictures or folders (default: the bundled sample)")
     p.add_argument("--target", default=None, help="class index or name to explain (default: the predicted class)")
-    p.add_argument("--area", type=float, nargs="+", default=[0.1], help="area fraction(s) of the region (default 0.1)")
-    p.add_argument("--variant", choices=VARIANTS, default="preserve")
-    p.add_argument("--out", default="explanations", help="output folder (default ./explanations)")
-    p.add_argument("--force", action="store_true", help="redo pictures already explained with the same settings")
+    p.add_argument(
+        "--area", nargs="+", default=["0.1"], metavar="A|auto",
+        help="area(s) of the region, as fractions of the picture (default 0.1); auto: try "
+        + "/".join(f"{a:g}" for a in AUTO_AREAS) + " in one run and pick the smallest keeping --keep of the class",
+    )  # fmt: skip
+    p.add_argument("--keep", type=float, default=0.9, help="with --area auto: the share of the class the picked region must keep (default 0.9)")
+    p.add_argument("--variant", choices=VARIANTS, default="preserve", help="preserve (default), delete or dual: see below")
+    p.add_argument("--alternatives", type=int, default=1, metavar="K", help="regions per picture and area: the answer and up to K-1 others apart from it (default 1)")
+    p.add_argument("--out", default="explanations", help="output folder (default ./explanations); results of other areas already there are kept")
+    p.add_argument("--force", action="store_true", help="redo areas already explained with the same settings, and replace those explained with other settings")
     p.add_argument("--store", action="store_true", help="write rows to OUT/explanations.sqlite (one per picture and area) instead of folders; shards under torchrun")
-    p.add_argument("--contours", type=_contours, default=1, metavar="M|auto", help="contours per region: a count, or auto (add one while it helps; default 1)")
+    p.add_argument(
+        "--contours", type=_contours, default=1, metavar="M|auto",
+        help=f"contours per region: 1 to {MAX_CONTOURS}, or auto (add one while it keeps more of the class; default 1)",
+    )  # fmt: skip
     p.add_argument("--report", action="store_true", help=REPORT_HELP)
     _add_common(p)
     p.set_defaults(func=cmd_explain)
 
-    p = sub.add_parser("show", help="redraw stored explanations (from explain --store)")
-    p.add_argument("results", help="the store file or its folder")
-    p.add_argument("--image", required=True, help="the picture's name in the store")
-    p.add_argument("--area", type=float, default=None)
-    p.add_argument("--out", default="shown", help="folder for the redrawn masks and overlays")
+    p = sub.add_parser("show", help="list and redraw saved explanations: an explain or sweep output folder, or a --store database")
+    p.add_argument("results", help="an explain/sweep output folder, a result store file (explanations.sqlite) or its folder")
+    p.add_argument("--list", action="store_true", help="list the pictures (and areas) the results hold, and stop")
+    p.add_argument("--image", default=None, help="the picture to redraw: its stored name, or just its file name when that is unique")
+    p.add_argument("--area", type=float, default=None, help="redraw this area only (default: every area saved)")
+    p.add_argument("--out", default="shown", help="folder for the redrawn masks and overlays (default ./shown)")
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("sweep", help="explain pictures at several areas: importance map, fidelity-area profile, summary figure")
+    p = sub.add_parser(
+        "sweep", help="explain pictures at several areas: importance map, fidelity-area profile, summary figure",
+        epilog=DEFINITIONS, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
     p.add_argument("images", nargs="*", metavar="IMAGE_OR_FOLDER", help="pictures or folders (default: the bundled sample)")
     p.add_argument("--target", default=None, help="class index or name to explain (default: the predicted class)")
-    p.add_argument("--area", "--areas", dest="area", type=float, nargs="+", default=list(DEFAULT_AREAS))
+    p.add_argument(
+        "--area", "--areas", dest="area", nargs="+", default=[f"{a:g}" for a in DEFAULT_AREAS], metavar="A",
+        help="the areas swept (default " + " ".join(f"{a:g}" for a in DEFAULT_AREAS) + ")",
+    )  # fmt: skip
     p.add_argument("--nesting", type=float, default=5.0, help="weight of the nesting penalty between consecutive areas (0: independent areas)")
     p.add_argument("--families", type=int, default=2, help="nested families (starts) of the sweep (default 2)")
-    p.add_argument("--variant", choices=VARIANTS, default="preserve")
+    p.add_argument("--variant", choices=VARIANTS, default="preserve", help="preserve (default), delete or dual: see below")
     p.add_argument("--out", default="sweeps", help="output folder (default ./sweeps)")
     p.add_argument("--report", action="store_true", help=REPORT_HELP)
     p.add_argument("--force", action="store_true", help="redo pictures already done with the same settings")
@@ -456,8 +526,8 @@ def _add_benchmark(sub: Any) -> None:
 def _add_speed(sub: Any) -> None:
     p = sub.add_parser("speed", help="overhead of the explainer over the model's own forward+backward passes")
     p.add_argument("image", nargs="?", default=None, help="picture (default: the bundled sample)")
-    p.add_argument("--area", type=float, nargs="+", default=[0.1])
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--area", type=float, nargs="+", default=[0.1], help="area(s) explained while timing (default 0.1)")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs (default 3; the first, untimed, warms up)")
     p.add_argument("--compare", choices=["overhead", "batching", "sweep"], default="overhead",
                    help="overhead over the model (default); batched vs one image at a time (--method, --data); one sweep vs one run per area")
     p.add_argument("--method", default="extremal_perturbation", help="method for --compare batching")

@@ -27,12 +27,12 @@ from .folders import write_folder
 from .inputs import area_tag
 from .record import RECORD_FILE, json_text, to_record
 from .result import ContourResult
-from .viz import draw_overlay, mask_image
+from .viz import ALTERNATIVE_COLOURS, COLOUR_NAMES, PALETTE, draw_alternatives, draw_legend, draw_overlay, mask_image
 
 if TYPE_CHECKING:
     from contourpy._contourpy import FillReturn_OuterOffset
 
-__all__ = ["GEOJSON_FILE", "UNION_STEP", "geojson", "region_polygons", "save", "svg_path", "union_polygons", "write_image"]
+__all__ = ["GEOJSON_FILE", "UNION_STEP", "geojson", "legend_lines", "overlay", "region_polygons", "save", "svg_path", "union_polygons", "write_image"]
 
 #: The GeoJSON file's name in a saved folder.
 GEOJSON_FILE = "contours.geojson"
@@ -201,9 +201,41 @@ def write_image(result: ContourResult, i: int, folder: Path, original: Image.Ima
         tag = area_tag(a)
         mask_image(result.masks[i, j, 0].numpy()).save(folder / f"mask_{tag}.png")
         if canvas is not None:
-            draw_overlay(canvas, [p * factor for p in result.outlines(i, j)]).save(folder / f"overlay_{tag}.png")
+            overlay(result, i, j, canvas, factor).save(folder / f"overlay_{tag}.png")
     (folder / GEOJSON_FILE).write_text(json_text(geojson(result, i)))
     (folder / RECORD_FILE).write_text(json_text(to_record(result, i), indent=1))
+
+
+def legend_lines(result: ContourResult, i: int, j: int) -> list[tuple[str | None, str]]:
+    """The overlay's legend for one (image, area): the class and area, what the region keeps (each
+    contour's colour named when there are several), the alternatives and the flags."""
+    label = result.class_names[i] if result.class_names else (f"class {int(result.classes[i])}" if result.classes is not None else result.score)
+    keep = float(result.preserve_ratio[i, j])
+    lines: list[tuple[str | None, str]] = [(None, f"{label}, area {result.areas[j]:g}")]
+    outlines = result.outlines(i, j)
+    if len(outlines) == 1:
+        lines.append((PALETTE[0], f"region: keeps {keep:.0%} of the class"))
+    else:
+        lines.append((None, f"region of {len(outlines)} contours: keeps {keep:.0%} of the class"))
+        lines += [(PALETTE[k % len(PALETTE)], f"contour {k + 1} ({COLOUR_NAMES[PALETTE[k % len(PALETTE)]]})") for k in range(len(outlines))]
+    if result.alternatives is not None:
+        for k in range(int(result.alternatives.count[i, j])):
+            colour = ALTERNATIVE_COLOURS[k % len(ALTERNATIVE_COLOURS)]
+            lines.append((colour, f"alternative {k + 1} (dashed): keeps {float(result.alternatives.preserve_ratio[i, j, k]):.0%}"))
+    flags = [name.replace("_", " ") for name in result.flags_of(i, j)]
+    if flags:
+        lines.append((None, "! " + ", ".join(flags)))
+    return lines
+
+
+def overlay(result: ContourResult, i: int, j: int, canvas: Image.Image, factor: float = 1.0) -> Image.Image:
+    """One (image, area)'s overlay on ``canvas`` (the model input, or the original picture ``factor``
+    times its size): the region filled and outlined, the rest dimmed, alternatives dashed, a legend."""
+    outlines = [p * factor for p in result.outlines(i, j)]
+    picture = draw_overlay(canvas, outlines)
+    if result.alternatives is not None and int(result.alternatives.count[i, j]):
+        picture = draw_alternatives(picture, [p * factor for p in result.alternatives.outlines(i, j)])
+    return draw_legend(picture, legend_lines(result, i, j), avoid=outlines)
 
 
 def _folder_name(result: ContourResult, i: int) -> str:

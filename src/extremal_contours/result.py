@@ -133,6 +133,10 @@ class Alternatives:
         return [self.polygons[image, area, i].numpy() for i in range(int(self.count[image, area]))]
 
 
+#: Fields that hold one entry per (image, area), the area along dimension 1.
+_PER_AREA = ("centre", "coeffs", "scale", "masks", "soft_masks", "polygons", "visible_area", "preserve_score",
+             "delete_score", "preserve_probability", "delete_probability", "history")  # fmt: skip
+
 #: Fields that hold one entry per image as a tuple (the tensors hold theirs along dimension 0).
 _PER_IMAGE_TUPLES = ("class_names", "names")
 
@@ -240,6 +244,20 @@ class ContourResult(Fidelity):
 
     def __getitem__(self, index: int) -> ContourResult:
         return self.select(index)
+
+    def take_areas(self, indices: Sequence[int]) -> ContourResult:
+        """The result at some of its areas only (in the order given)."""
+        index = torch.as_tensor(list(indices), dtype=torch.long)
+        if index.numel() == 0 or int(index.min()) < -len(self.areas) or int(index.max()) >= len(self.areas):
+            raise IndexError(f"areas {list(indices)} out of range for {len(self.areas)} areas")
+        changes: dict[str, Any] = {name: getattr(self, name)[:, index] for name in _PER_AREA if getattr(self, name) is not None}
+        changes["areas"] = tuple(self.areas[int(i)] for i in index)
+        changes["flags"] = {k: v[:, index] for k, v in self.flags.items()}
+        if self.parts is not None:
+            changes["parts"] = ContourParts(*(getattr(self.parts, f.name)[:, index] for f in fields(ContourParts)))
+        if self.alternatives is not None:
+            changes["alternatives"] = Alternatives(*(getattr(self.alternatives, f.name)[:, index] for f in fields(Alternatives)))
+        return replace(self, **changes)
 
     @classmethod
     def concat(cls, results: Sequence[ContourResult]) -> ContourResult:

@@ -24,9 +24,11 @@ from torch import Tensor
 
 from .result import ContourResult
 
-__all__ = ["DEFAULT_AREAS", "importance_map", "nesting", "profile", "smallest_sufficient_area", "write_profile_csv"]
+__all__ = ["AUTO_AREAS", "DEFAULT_AREAS", "importance_map", "nesting", "profile", "smallest_sufficient_area", "write_profile_csv"]
 
 DEFAULT_AREAS = (0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8)
+#: The areas ``explain --area auto`` tries in one run, picking the smallest that keeps enough of the class.
+AUTO_AREAS = (0.05, 0.1, 0.2, 0.4)
 
 
 def importance_map(masks: Tensor, areas: Sequence[float]) -> Tensor:

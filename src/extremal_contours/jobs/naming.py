@@ -55,9 +55,16 @@ def image_key(path: Path, roots: Sequence[Path]) -> str:
 
 
 def saved_meta(folder: Path) -> dict[str, Any] | None:
-    """The ``meta`` of the explanation saved in ``folder``, or ``None``."""
+    """The ``meta`` of the explanation saved in ``folder`` (or, for a picture's folder, in the first
+    of its area folders), or ``None``."""
+    record = folder / "explanation.json"
+    if not record.is_file():
+        inner = sorted(folder.glob("area*/explanation.json")) if folder.is_dir() else []
+        if not inner:
+            return None
+        record = inner[0]
     try:
-        meta = json.loads((folder / "explanation.json").read_text()).get("meta", {})
+        meta = json.loads(record.read_text()).get("meta", {})
     except (OSError, ValueError, AttributeError):
         return None
     return meta if isinstance(meta, dict) else None

@@ -28,6 +28,9 @@ class ExplainJob:
         variant, seed, contours: the explainer's call options (``contours`` only without ``sweep``).
         weights: where the model's weights came from (an absolute path, ``"random"`` or ``None``).
         sweep: a nested sweep over the areas (with ``nesting`` and ``families``) and its figures.
+        auto: with a share (e.g. 0.9), ``areas`` are tried in one run and the smallest whose region
+            keeps that share of the class is picked (``--area auto``); ``None`` otherwise.
+        alternatives: regions per (picture, area): the answer and up to ``alternatives - 1`` others.
         force: redo pictures already done with the same job.
         quiet: no progress bars.
     """
@@ -42,6 +45,8 @@ class ExplainJob:
     contours: int | str = 1
     weights: str | None = None
     sweep: bool = False
+    auto: float | None = None
+    alternatives: int = 1
     nesting: float = 5.0
     families: int = 2
     force: bool = False
@@ -49,15 +54,19 @@ class ExplainJob:
 
     def record(self, model: str, settings: dict[str, Any]) -> dict[str, Any]:
         """What a saved result records of its job, with the ``model``'s name and the explainer's
-        ``settings``: a picture whose saved result records the same is done."""
-        return {
+        ``settings``: a picture (an area of it, outside sweeps) whose saved result records the same
+        is done. The areas count only for a sweep (an explanation is saved per area)."""
+        record = {
             "model": model,
             "weights": self.weights,
             "target": self.target,
-            "areas": list(self.areas),
             "variant": self.variant,
             "seed": self.seed,
             "sweep": self.sweep,
             "contours": self.contours,
+            "alternatives": self.alternatives,
             "settings": settings,
         }
+        if self.sweep:
+            record["areas"] = list(self.areas)
+        return record
