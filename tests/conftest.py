@@ -1,4 +1,8 @@
-"""Shared fixtures: tiny seeded models (milliseconds) and, where installed, the real EfficientNet-Lite0."""
+"""Shared fixtures: tiny seeded models (milliseconds) and, where installed, the real EfficientNet-Lite0.
+
+``--device`` (default ``cpu``) is where the tests marked ``device`` put their models: on a GPU
+machine, ``pytest -m device --device cuda`` runs them there (``benchmarks/gpu.sh`` does).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,29 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--device", default="cpu", help="torch device of the tests marked 'device' (default cpu; e.g. cuda, cuda:1)"
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse a ``--device`` that torch cannot use, in one line, before any test runs (a GPU check
+    must not pass by skipping)."""
+    name = config.getoption("--device")
+    try:
+        torch.zeros(1, device=torch.device(name))
+    except (RuntimeError, AssertionError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise pytest.UsageError(f"--device {name}: torch cannot use it ({reason})") from None
+
+
+@pytest.fixture
+def device(request: pytest.FixtureRequest) -> torch.device:
+    """The device of ``--device``: where a test marked ``device`` puts its model."""
+    return torch.device(request.config.getoption("--device"))
 
 
 class TinyNet(nn.Module):

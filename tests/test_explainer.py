@@ -161,11 +161,38 @@ def test_model_is_left_exactly_as_given():
     assert next(model.parameters()).dtype == torch.float32 and next(model.parameters()).device.type == "cpu"
 
 
-def test_model_in_float64_gets_float64_inputs(images):
-    model = TinyNet().double().eval()
+def _tol(device: torch.device, strict: float) -> float:
+    """``strict`` on the CPU; looser on an accelerator, whose convolutions may run in TF32 and pick
+    other algorithms for other layouts and batch shapes."""
+    return strict if device.type == "cpu" else max(strict, 1e-3)
+
+
+_RESULT_TENSORS = ("masks", "soft_masks", "centre", "coeffs", "scale", "visible_area", "classes", "history",
+                   "clean_score", "preserve_score", "delete_score", "preserve_probability")  # fmt: skip
+
+
+@pytest.mark.device
+@pytest.mark.parametrize("on_device", [False, True], ids=["cpu-input", "device-input"])
+def test_model_on_the_device_stays_there_and_results_come_back_on_the_cpu(device, images, on_device):
+    model = TinyNet(seed=1).eval().to(device)
+    x = images.to(device) if on_device else images
+    result = ExtremalContour(model, **FAST).attribute(x, target=[1, 3], areas=(0.1, 0.2))
+    assert {p.device for p in model.parameters()} == {next(model.parameters()).device}
+    assert next(model.parameters()).device.type == device.type and next(model.parameters()).dtype == torch.float32
+    assert all(p.grad is None for p in model.parameters())
+    for name in _RESULT_TENSORS:
+        assert getattr(result, name).device.type == "cpu", name
+    assert (result.visible_area - torch.tensor([[0.1, 0.2]])).abs().max() < 0.01
+    assert torch.isfinite(result.preserve_score).all() and result.classes.tolist() == [1, 3]
+    assert x.device.type == (device.type if on_device else "cpu")  # the caller's tensor is not moved
+
+
+@pytest.mark.device
+def test_model_in_float64_gets_float64_inputs(device, images):
+    model = TinyNet().double().eval().to(device)
     result = ExtremalContour(model, **FAST).attribute(images, target=0)
-    assert next(model.parameters()).dtype == torch.float64
-    assert torch.isfinite(result.preserve_score).all()
+    assert next(model.parameters()).dtype == torch.float64 and next(model.parameters()).device.type == device.type
+    assert torch.isfinite(result.preserve_score).all() and result.preserve_score.device.type == "cpu"
 
 
 def test_callable_target_and_embedding_similarity(images):
@@ -309,21 +336,25 @@ class _ViewNet(nn.Module):
         return self.head(x.view(x.shape[0], -1))
 
 
-def test_channels_last_inputs_on_cpu_give_the_same_answer():
+@pytest.mark.device
+def test_channels_last_inputs_give_the_same_answer_and_are_automatic_on_the_cpu_only(device):
     x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    model = TinyNet().eval()
+    model = TinyNet().eval().to(device)
     seen = []
     hook = model.features[0].register_forward_pre_hook(lambda m, a: seen.append(a[0].is_contiguous(memory_format=torch.channels_last)))
-    fast = ExtremalContour(model, **FAST).attribute(x, target=1)  # auto: channels-last on the CPU
+    ExtremalContour(model, **FAST).attribute(x, target=1)  # auto: channels-last on the CPU only
+    assert seen and set(seen) == {device.type == "cpu"}
+    seen.clear()
+    fast = ExtremalContour(model, **FAST, channels_last=True).attribute(x, target=1)
     assert seen and all(seen)
     seen.clear()
     plain = ExtremalContour(model, **FAST, channels_last=False).attribute(x, target=1)
     hook.remove()
     assert seen and not any(seen)
     assert all(p.is_contiguous() for p in model.parameters())  # only the inputs change layout
-    torch.testing.assert_close(fast.centre, plain.centre, atol=1e-4, rtol=1e-4)
-    assert (fast.masks != plain.masks).float().mean() < 0.01
-    assert fast.settings["channels_last"] is None and plain.settings["channels_last"] is False
+    torch.testing.assert_close(fast.centre, plain.centre, atol=1e-4 if device.type == "cpu" else 1e-2, rtol=_tol(device, 1e-4))
+    assert (fast.masks != plain.masks).float().mean() < (0.01 if device.type == "cpu" else 0.03)
+    assert fast.settings["channels_last"] is True and plain.settings["channels_last"] is False
 
 
 def test_a_model_that_refuses_channels_last_falls_back_to_contiguous():
@@ -396,24 +427,28 @@ class _DtypeSpy(nn.Module):
         return self.net(x)
 
 
-def test_bfloat16_precision_optimises_in_bfloat16_and_reports_float32_scores(images):
-    spy = _DtypeSpy()
+@pytest.mark.device
+def test_bfloat16_precision_optimises_in_bfloat16_and_reports_float32_scores(device, images):
+    spy = _DtypeSpy().to(device)
     result = ExtremalContour(spy, precision="bfloat16", **FAST).attribute(images, target=[1, 3], areas=(0.1,))
     with_grad = {dtype for dtype, grad in spy.seen if grad}
     assert with_grad == {torch.bfloat16}  # every optimisation step ran under autocast
     assert (torch.float32, False) in spy.seen  # the clean and final scores did not
-    assert next(spy.parameters()).dtype == torch.float32
+    assert next(spy.parameters()).dtype == torch.float32 and next(spy.parameters()).device.type == device.type
     assert result.settings["precision"] == "bfloat16"
     assert (result.masks.float().mean((2, 3, 4)) - 0.1).abs().max() < 0.01
     # The reported preserve probability is the float32 model's on the binary mask.
-    keep = Perturbation(images, "blur")(result.masks[:, 0].float(), torch.arange(2))
+    x, masks = images.to(device), result.masks[:, 0].float().to(device)
+    keep = Perturbation(x, "blur")(masks, torch.arange(2, device=device))
     with torch.no_grad():
-        p = spy.net(keep).softmax(1)[torch.arange(2), result.classes]
-    torch.testing.assert_close(result.preserve_probability[:, 0], p, rtol=1e-4, atol=1e-6)
+        p = spy.net(keep).softmax(1)[torch.arange(2, device=device), result.classes.to(device)]
+    assert result.preserve_probability.device.type == "cpu"
+    torch.testing.assert_close(result.preserve_probability[:, 0], p.cpu(), rtol=_tol(device, 1e-4), atol=1e-6)
 
 
-def test_default_precision_is_float32_without_autocast(images):
-    spy = _DtypeSpy()
+@pytest.mark.device
+def test_default_precision_is_float32_without_autocast(device, images):
+    spy = _DtypeSpy().to(device)
     result = ExtremalContour(spy, **FAST).attribute(images, target=0)
     assert {dtype for dtype, _ in spy.seen} == {torch.float32} and result.settings["precision"] == "float32"
 
@@ -467,3 +502,25 @@ def test_the_bundled_sample_gets_the_same_explanation_as_before_the_explainer_wa
     assert torch.allclose(result.centre[0], expected_centre, atol=1e-5)
     assert torch.allclose(result.preserve_score[0], torch.tensor([5.3345170, 8.1433725]), atol=1e-4)
     assert result.masks[0].sum((1, 2, 3)).tolist() == [7552, 15094]
+
+
+@pytest.mark.real
+@pytest.mark.device
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_lite0_on_the_device_explains_the_sample_in_both_precisions(lite0, device, precision):
+    """The real model on the device: the region has the area asked, its scores are finite, float32
+    and back on the CPU, the model stays where and as it was."""
+    import copy
+
+    from extremal_contours import load_image, sample_image_path
+
+    model = copy.deepcopy(lite0.model).to(device)
+    x = lite0.preprocess(load_image(sample_image_path())[0])  # 224 x 337
+    result = ExtremalContour(model, iterations=8, starts=2, scan=2, precision=precision, progress=False).attribute(x, areas=(0.1,))
+    assert next(model.parameters()).device.type == device.type and next(model.parameters()).dtype == torch.float32
+    assert int(result.classes[0]) == 285 and result.masks.device.type == "cpu"
+    assert abs(result.visible_area.item() - 0.1) < 0.01
+    assert torch.isfinite(result.preserve_score).all() and torch.isfinite(result.delete_score).all()
+    with torch.no_grad():  # the reported clean score is the float32 model's, whatever the precision
+        clean = model(x.to(device))[0, 285].item()
+    assert result.clean_score.item() == pytest.approx(clean, rel=_tol(device, 1e-4), abs=1e-4)

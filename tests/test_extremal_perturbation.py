@@ -112,8 +112,9 @@ def test_zero_padded_blur_fades_the_border_by_the_kernel_left_inside():
     assert torch.allclose(reflected, x[0, 0])  # reflection keeps a constant image constant
 
 
-def test_fair_protocol_scores_exactly_the_area_asked_and_reference_counts_its_canvas():
-    model = TinyNet(seed=2).eval()
+@pytest.mark.device
+def test_fair_protocol_scores_exactly_the_area_asked_and_reference_counts_its_canvas(device):
+    model = TinyNet(seed=2).eval().to(device)
     x = torch.rand(1, 3, 48, 56, generator=torch.Generator().manual_seed(0))
     fair = ExtremalPerturbation(model, iterations=30, progress=False).attribute(x, target=0, areas=(0.1, 0.25))
     assert fair.visible_area[0].tolist() == pytest.approx([round(0.1 * 48 * 56) / (48 * 56), round(0.25 * 48 * 56) / (48 * 56)])
@@ -157,14 +158,19 @@ def test_inputs_are_checked_at_the_door():
     assert out.masks.shape == (1, 1, 1, 32, 32)
 
 
-def test_the_model_is_left_as_given():
-    model = TinyNet(seed=3)
+@pytest.mark.device
+def test_the_model_is_left_as_given_on_its_device_and_results_come_back_on_the_cpu(device):
+    model = TinyNet(seed=3).to(device)
     model.train()
     model.head.weight.requires_grad_(False)
     flags = [(m.training, [p.requires_grad for p in m.parameters(recurse=False)]) for m in model.modules()]
-    ExtremalPerturbation(model, iterations=3, progress=False).attribute(torch.rand(2, 3, 32, 32), target=[0, 1])
+    result = ExtremalPerturbation(model, iterations=3, progress=False).attribute(torch.rand(2, 3, 32, 32), target=[0, 1])
     assert [(m.training, [p.requires_grad for p in m.parameters(recurse=False)]) for m in model.modules()] == flags
     assert all(p.grad is None for p in model.parameters())
+    assert {(p.device.type, p.dtype) for p in model.parameters()} == {(device.type, torch.float32)}
+    for name in ("masks", "soft_masks", "visible_area", "classes", "history", "clean_score", "preserve_score", "delete_score"):
+        assert getattr(result, name).device.type == "cpu", name
+    assert result.classes.tolist() == [0, 1] and torch.isfinite(result.preserve_score).all()
 
 
 def test_port_reproduces_the_reference_bit_for_bit():

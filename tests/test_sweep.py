@@ -126,17 +126,20 @@ def test_speed_comparisons_report_both_sides():
     assert out["areas"] == 2 and out["sweep_passes"] == out["separate_passes"] == 2 * 4
 
 
-def test_overhead_report_times_the_model_in_the_explainers_precision():
+@pytest.mark.device
+def test_overhead_report_times_the_model_in_the_explainers_precision(device):
     from extremal_contours.speed import measure_overhead
 
-    model = TinyNet(seed=1).eval()
+    model = TinyNet(seed=1).eval().to(device)
     x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     report = measure_overhead(ExtremalContour(model, iterations=4, starts=1, scan=2, precision="bfloat16", progress=False), x, repeats=1)
     assert "precision: bfloat16" in report.text() and report.settings["precision"] == "bfloat16"
     assert report.steps == 4 and len(report.wall) == len(report.model_time) == len(report.plain_step_time) == 1
+    assert report.device.startswith(device.type) and report.channels_last == (device.type == "cpu")
 
 
-def test_time_passes_runs_the_model_in_the_precision_asked():
+@pytest.mark.device
+def test_time_passes_runs_the_model_in_the_precision_asked(device):
     from extremal_contours.speed import time_passes
 
     seen = []
@@ -147,15 +150,15 @@ def test_time_passes_runs_the_model_in_the_precision_asked():
             self.net = TinyNet(seed=1).eval()
 
         def forward(self, x):
-            seen.append(self.net.features[0](x).dtype)
+            seen.append((self.net.features[0](x).dtype, x.device.type))
             return self.net(x)
 
-    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    time_passes(Spy(), x, 2, True, repeats=1, autocast=torch.bfloat16)
-    assert seen and set(seen) == {torch.bfloat16}
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)).to(device)
+    time_passes(Spy().to(device), x, 2, True, repeats=1, autocast=torch.bfloat16)
+    assert seen and set(seen) == {(torch.bfloat16, device.type)}
     seen.clear()
-    time_passes(Spy(), x, 2, False, repeats=1)
-    assert seen and set(seen) == {torch.float32}
+    time_passes(Spy().to(device), x, 2, False, repeats=1)
+    assert seen and set(seen) == {(torch.float32, device.type)}
 
 
 def test_the_three_speed_modes_report_their_lines(tmp_path):
