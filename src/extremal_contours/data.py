@@ -3,7 +3,7 @@
 Three layouts, one :class:`Sample` type:
 
 - :class:`AnnotatedFolder`: a folder and an ``annotations.json`` list of entries
-  ``{"file", "label", "label_name", "boxes": [[x1, y1, x2, y2], ...], ...}`` (the ``../shared/data`` format);
+  ``{"file", "label", "label_name", "boxes": [[x1, y1, x2, y2], ...], ...}`` (the format of the annotated picture folders this project is measured on);
 - :class:`ImageNetVal`: the official validation folder and ``LOC_val_solution.csv``;
 - :class:`VOCDetection`: Pascal VOC ``JPEGImages/`` and ``Annotations/*.xml``.
 
