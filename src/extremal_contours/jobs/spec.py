@@ -56,7 +56,7 @@ class ExplainJob:
         """What a saved result records of its job, with the ``model``'s name and the explainer's
         ``settings``: a picture (an area of it, outside sweeps) whose saved result records the same
         is done. The areas count only for a sweep (an explanation is saved per area)."""
-        record = {
+        record: dict[str, Any] = {
             "model": model,
             "weights": self.weights,
             "target": self.target,
