@@ -22,8 +22,8 @@ __all__ = ["draw_importance", "draw_profile", "summary_figure"]
 
 def _plt() -> Any:
     """pyplot on the headless Agg backend, unless a backend is chosen already: by ``MPLBACKEND``
-    (a Jupyter kernel sets its inline one there) or by pyplot being in use. Switching would close
-    every open figure, so drawing into a notebook's axes would show nothing."""
+    (a Jupyter kernel sets its inline one there) or by pyplot being in use. Switching a notebook to
+    Agg would stop every later figure of it from showing."""
     import matplotlib
 
     if "matplotlib.pyplot" not in sys.modules and not os.environ.get("MPLBACKEND"):
