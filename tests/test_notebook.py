@@ -113,6 +113,15 @@ def test_mask_attribution_draws_its_masks_outlines_and_fidelity(tiny, images):
     assert (np.asarray(shown[0]) == orange).all(-1).sum() > 10  # the area's outline, in its colour
 
 
+def test_a_swept_map_shows_the_fidelity_of_the_areas_asked_for(tiny, images):
+    attribution = get_explainer("contour_map", tiny, harmonics=3, **FAST).attribute(images[:1], target=0, areas=(0.3,))
+    detail = attribution.detail
+    assert len(detail.areas) > 1  # the sweep's areas, of which the masks keep one
+    html = attribution._repr_html_()
+    k = detail.areas.index(0.3)
+    assert html.count("<tr>") == 2 and f"{float(detail.preserve_ratio[0, k]):.3g}" in html
+
+
 def test_png_data_uri_round_trips():
     picture = Image.new("RGB", (30, 20), (10, 200, 30))
     uri = png_data_uri(picture)

@@ -248,6 +248,16 @@ def _attribution_pictures(attribution: Attribution, i: int, images: Tensor | Non
     return _img(picture, caption)
 
 
+def _detail_columns(attribution: Attribution) -> list[tuple[float, int]]:
+    """``(area, column)`` of the method's own result for each area of the masks: a mask method's
+    result may hold more areas than its masks (``contour_map`` sweeps many, keeps the asked ones)."""
+    detail = attribution.detail
+    if detail is None or not hasattr(detail, "preserve_ratio") or not attribution.areas:
+        return []
+    own = [float(a) for a in getattr(detail, "areas", attribution.areas)]
+    return [(a, own.index(float(a))) for a in attribution.areas if float(a) in own]
+
+
 def attribution_html(attribution: Attribution, images: Tensor | None = None, limit: int = MAX_IMAGES, size: int = THUMBNAIL) -> str:
     """The HTML a notebook shows for an :class:`Attribution`: per image (the first ``limit``) its map
     as a small heat picture (over ``images``, ``(N, 3, H, W)`` uint8 such as
@@ -266,10 +276,11 @@ def attribution_html(attribution: Attribution, images: Tensor | None = None, lim
         f"{attribution.seconds:.1f} s, {passes}</p>",
         "<div>" + "".join(_attribution_pictures(attribution, i, images, size) for i in range(shown)) + "</div>",
     ]
-    if detail is not None and hasattr(detail, "preserve_ratio") and attribution.areas:
+    columns = _detail_columns(attribution)
+    if columns:
         header = ["image", "class", "area", "preserve ratio", "delete drop"]
-        rows = [[html.escape(_name(detail, i)), str(int(attribution.classes[i])), f"{a:g}", _number(float(detail.preserve_ratio[i, j])),
-                 _number(float(detail.delete_drop[i, j]))] for i in range(shown) for j, a in enumerate(attribution.areas)]  # fmt: skip
+        rows = [[html.escape(_name(detail, i)), str(int(attribution.classes[i])), f"{a:g}", _number(float(detail.preserve_ratio[i, k])),
+                 _number(float(detail.delete_drop[i, k]))] for i in range(shown) for a, k in columns]  # fmt: skip
     else:
         header = ["image", "class", "map min", "map max"]
         maps = attribution.maps
