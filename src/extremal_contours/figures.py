@@ -1,10 +1,12 @@
 """Matplotlib figures of sweeps: the importance contour map, the fidelity-area profile and a one-page
-summary per image. Headless (Agg); reads results, never runs a model.
+summary per image. Headless (Agg) unless a backend is chosen already (in Jupyter the figures show
+inline); reads results, never runs a model.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,9 +21,13 @@ __all__ = ["draw_importance", "draw_profile", "summary_figure"]
 
 
 def _plt() -> Any:
+    """pyplot on the headless Agg backend, unless a backend is chosen already: by ``MPLBACKEND``
+    (a Jupyter kernel sets its inline one there) or by pyplot being in use. Switching a notebook to
+    Agg would stop every later figure of it from showing."""
     import matplotlib
 
-    matplotlib.use("Agg", force=False)
+    if "matplotlib.pyplot" not in sys.modules and not os.environ.get("MPLBACKEND"):
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt

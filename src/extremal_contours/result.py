@@ -3,8 +3,9 @@
 A :class:`ContourResult` holds one region per (image, area) and the numbers derived from it. Its
 record, exports and files live in their own modules (:mod:`~extremal_contours.record`,
 :mod:`~extremal_contours.export`, :mod:`~extremal_contours.folders`); the thin methods here
-(``record``, ``geojson``, ``svg_path``, ``save``, ``load``) import them only when called, so a result
-can be built and read without the drawing and file code.
+(``record``, ``geojson``, ``svg_path``, ``save``, ``load``) and the notebook display (``_repr_html_``,
+from :mod:`~extremal_contours.notebook`) import them only when called, so a result can be built and
+read without the drawing and file code.
 """
 
 from __future__ import annotations
@@ -322,6 +323,22 @@ class ContourResult(Fidelity):
         if self.parts is not None:
             return self.parts.outlines(image, area)
         return [self.polygon(image, area)]
+
+    # -- display in notebooks (see notebook.py) ---------------------------------------------------
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows this instead of the dataclass: small overlays per (image, area) and a table
+        of the numbers (see :func:`extremal_contours.notebook.result_html`)."""
+        from .notebook import result_html
+
+        return result_html(self)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """IPython's plain-text output (also stored in a notebook next to the HTML): a few lines
+        of numbers, not every tensor."""
+        from .notebook import result_text
+
+        printer.text("ContourResult(...)" if cycle else result_text(self))
 
     # -- record, exports and files (see record.py, export.py) ------------------------------------
 

@@ -59,6 +59,19 @@ class Attribution:
     detail: Any = None
     settings: dict[str, Any] = field(default_factory=dict)
 
+    def _repr_html_(self) -> str:
+        """Jupyter shows this instead of the dataclass: each map as a small heat picture with the
+        masks' outlines, and the classes (see :func:`extremal_contours.notebook.attribution_html`)."""
+        from ..notebook import attribution_html
+
+        return attribution_html(self)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """IPython's plain-text output: one line, not every tensor."""
+        from ..notebook import attribution_text
+
+        printer.text("Attribution(...)" if cycle else attribution_text(self))
+
 
 class _Method:
     name = ""

@@ -9,11 +9,12 @@ for the survivors.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
+from tqdm import TqdmWarning
 
 from .. import contour as C
 from ..modelcall import progress_disabled
@@ -21,6 +22,12 @@ from . import starts as S
 from .config import ContourSettings
 from .multicontour import draw_regions, nesting_gradient, overlap_penalty
 from .objective import Best, Candidates, Problem, Rows, finite
+
+with warnings.catch_warnings():
+    # In Jupyter without ipywidgets, tqdm.auto warns on import that it falls back to the text bar;
+    # the text bar is fine, and the warning would open every notebook that imports this package.
+    warnings.simplefilter("ignore", TqdmWarning)
+    from tqdm.auto import tqdm
 
 __all__ = ["Answer", "search"]
 
