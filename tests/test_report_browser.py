@@ -42,10 +42,11 @@ def explain_report(tmp_path_factory):
     out = root / "out"
     code = main(["explain", str(root / "in"), "--out", str(out), "--area", "0.1", "0.2", "--iterations", "4", "--starts", "1", *RANDOM, "--report"])
     assert code == 0 and (out / REPORT_FILE).is_file()
-    record_path = out / "p1" / "explanation.json"
+    record_path = out / "p1" / "area0.1" / "explanation.json"  # each area in its own folder
     record = json.loads(record_path.read_text())
     record["contours"][0]["flags"] = ["ambiguous", "unstable"]
-    record["contours"][0]["alternatives"] = [{"preserve": 0.9, "polygon_px": record["contours"][1]["polygon_px"]}]
+    other = json.loads((out / "p1" / "area0.2" / "explanation.json").read_text())["contours"][0]["polygon_px"]
+    record["contours"][0]["alternatives"] = [{"preserve": 0.9, "polygon_px": other}]
     record_path.write_text(json.dumps(record))
     assert main(["report", str(out)]) == 0
     return out / REPORT_FILE
