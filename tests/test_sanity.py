@@ -1,13 +1,20 @@
 """The model-parameter randomisation test (extremal_contours.sanity) on cases with known answers."""
 
+import csv
 import itertools
+import json
 import math
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 from conftest import BrightSpot, TinyNet, disc_image
+from extremal_contours.baselines import get_explainer
+from extremal_contours.benchmark import SANITY_FIELDS, merge_shards
+from extremal_contours.cli import main
 from extremal_contours.sanity import (
     ROOT_LAYER,
     layers_top_down,
@@ -15,6 +22,7 @@ from extremal_contours.sanity import (
     randomised_models,
     step_plan,
 )
+from test_benchmark import tables
 
 TINY_LAYERS = ["head", "features.4", "features.1", "features.0"]
 
@@ -132,8 +140,6 @@ def test_randomising_the_top_layer_alone_changes_a_model_dependent_explanation(m
 
 
 def test_a_mask_method_uses_its_masks_and_a_given_original():
-    from extremal_contours.baselines import get_explainer
-
     model = TinyNet(classes=3).eval()
     x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     options = {"iterations": 4, "starts": 1, "scan": 2}
@@ -161,3 +167,106 @@ def test_the_explained_classes_are_the_original_models_at_every_step():
     explicit = randomisation_similarity("saliency", model, x, predicted)
     for s, t in zip(implicit, explicit, strict=True):  # ... yet the original's classes are explained
         assert torch.equal(s.spearman, t.spearman) and torch.equal(s.iou, t.iou)
+
+
+# -- the benchmark's --sanity ---------------------------------------------------------------------
+
+FAST = ["--option", "contour.iterations=4", "--option", "contour.starts=1", "--option", "contour.scan=2",
+        "--option", "occlusion.window=32", "--option", "occlusion.stride=32"]  # fmt: skip
+RANDOM = ["--model", "test_efficientnet", "--weights", "random", "--device", "cpu", "--quiet"]
+
+
+@pytest.fixture
+def pictures(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "data"
+    folder.mkdir()
+    entries = []
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+        entries.append({"file": f"{i}.png", "label": i % 3, "boxes": []})
+    (folder / "annotations.json").write_text(json.dumps(entries))
+    return folder
+
+
+def _csv(path):
+    with path.open(newline="") as handle:
+        return list(csv.reader(handle))
+
+
+def test_benchmark_sanity_rows_step_order_summary_and_resume(pictures, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["benchmark", "--data", str(pictures), "--methods", "saliency,contour,occlusion", *FAST, *RANDOM,
+            "--areas", "0.1", "0.2", "--limit", "2", "--out", str(out), "--sanity", "--sanity-steps", "3"]  # fmt: skip
+    assert main(args) == 0
+    header, *body = _csv(out / "sanity.csv")
+    assert header == SANITY_FIELDS == ["method", "image", "area", "step", "layer", "spearman", "iou"]
+    rows = [dict(zip(header, r, strict=True)) for r in body]
+    # test_efficientnet has 31 layers: 3 steps are the top layer alone, half of them, and all of them.
+    steps = {(r["method"], r["image"], r["area"]): [] for r in rows}
+    for r in rows:
+        steps[(r["method"], r["image"], r["area"])].append((int(r["step"]), r["layer"]))
+    assert set(steps) == {(m, f"{i}.png", a) for m in ("saliency", "contour", "occlusion") for i in range(2) for a in ("0.1", "0.2")}
+    assert all(v == [(1, "classifier"), (16, "blocks.3.0.bn2"), (31, "conv_stem")] for v in steps.values())
+    for r in rows:
+        assert 0 <= float(r["iou"]) <= 1
+        assert math.isnan(float(r["spearman"])) or -1 <= float(r["spearman"]) <= 1
+    # Random weights are not a trained model, but the top layer alone changes the saliency map.
+    assert all(float(r["spearman"]) < 0.99 for r in rows if r["method"] == "saliency" and r["step"] == "1")
+    summary = tables((out / "summary.md").read_text())
+    overview = summary["Model-parameter randomisation: everything randomised"]
+    assert [(r["method"], r["layers"], r["images"]) for r in overview] == [("contour", "31", "2"), ("occlusion", "31", "2"), ("saliency", "31", "2")]
+    assert set(overview[0]) == {"method", "layers", "images", "Spearman", "IoU at 0.1", "IoU at 0.2"}
+    for method in ("contour", "occlusion", "saliency"):
+        table = summary[f"Model-parameter randomisation: {method}"]
+        assert [(r["step"], r["down to layer"], r["images"]) for r in table] == [
+            ("1", "classifier", "2"), ("16", "blocks.3.0.bn2", "2"), ("31", "conv_stem", "2")
+        ]
+        for r in table:
+            mean = float(r["IoU at 0.2"].split()[0])
+            assert mean == pytest.approx(
+                sum(float(x["iou"]) for x in rows if (x["method"], x["step"], x["area"]) == (method, r["step"], "0.2")) / 2, abs=1e-3
+            )
+    # Continued: nothing to run, nothing written twice.
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "2 already done, 0 to run" in capsys.readouterr().err
+    assert len(_csv(out / "sanity.csv")) == len(body) + 1
+    record = json.loads((out / "run.json").read_text())
+    assert record["runs"][-1]["sanity"] is True and record["runs"][-1]["sanity_steps"] == 3
+
+
+def test_benchmark_without_sanity_is_unchanged_and_sanity_added_later_reruns(pictures, tmp_path, capsys):
+    out = tmp_path / "plain"
+    args = ["benchmark", "--data", str(pictures), "--methods", "saliency", *RANDOM, "--limit", "2", "--out", str(out)]
+    assert main(args) == 0
+    assert not (out / "sanity.csv").exists()
+    assert not any(s.startswith("Model-parameter") for s in tables((out / "summary.md").read_text()))
+    per_image = (out / "per_image.csv").read_text()
+    capsys.readouterr()
+    assert main([*args, "--sanity", "--sanity-steps", "2"]) == 0
+    assert "0 already done, 2 to run" in capsys.readouterr().err
+    assert (out / "per_image.csv").read_text() == per_image  # the rows already there are not written again
+    assert [(r[0], r[3]) for r in _csv(out / "sanity.csv")[1:]] == [("saliency", "1")] * 2 + [("saliency", "31")] * 2
+
+
+def test_sanity_steps_usage_errors_come_before_the_model_loads(pictures, tmp_path, capsys):
+    base = ["benchmark", "--data", str(pictures), "--methods", "saliency", *RANDOM, "--out", str(tmp_path / "o")]
+    assert main([*base, "--sanity-steps", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "--sanity-steps sets the steps of --sanity" in err and "random weights" not in err
+    for bad in ("1", "x"):
+        with pytest.raises(SystemExit) as exc:
+            main([*base, "--sanity", "--sanity-steps", bad])
+        assert exc.value.code == 2 and "at least 2" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_sanity_rows_of_shards_are_merged_once(tmp_path):
+    line = "saliency,a.png,0.1,1,head,0.5,0.25\n"
+    (tmp_path / "sanity.csv").write_text(",".join(SANITY_FIELDS) + "\n" + line)
+    for rank, extra in ((0, "saliency,b.png,0.1,1,head,0.1,0.2\n"), (1, line)):
+        (tmp_path / "shards" / f"rank{rank}").mkdir(parents=True)
+        (tmp_path / "shards" / f"rank{rank}" / "sanity.csv").write_text(",".join(SANITY_FIELDS) + "\n" + extra)
+    merge_shards(tmp_path)
+    assert [r[1] for r in _csv(tmp_path / "sanity.csv")[1:]] == ["a.png", "b.png"]
