@@ -56,6 +56,16 @@ def test_layers_are_the_modules_with_own_parameters_top_first():
         layers_top_down(lambda x: x)
 
 
+@pytest.mark.parametrize("name", ["tiny", "test_efficientnet"])
+def test_layers_are_quantus_mprt_layers_in_its_top_down_order(name):
+    from extremal_contours.models import load_model
+
+    pytorch_model = pytest.importorskip("quantus.helpers.model.pytorch_model")
+    model = TinyNet() if name == "tiny" else load_model(name, "random").model
+    reference = pytorch_model.PyTorchModel(model, channel_first=True).get_random_layer_generator(order="top_down", seed=42)
+    assert layers_top_down(model) == [layer for layer, _ in reference]
+
+
 def test_step_plan_every_layer_or_evenly_spaced_with_the_top_and_everything():
     model = TinyNet()
     assert step_plan(model) == [(1, "head"), (2, "features.4"), (3, "features.1"), (4, "features.0")]
@@ -86,6 +96,10 @@ def test_randomisation_is_cumulative_top_down_seeded_and_leaves_the_model_alone(
             not torch.equal(p, originals[name].get_parameter(k)) for k, p in modules[name].named_parameters(recurse=False)
         )])  # fmt: skip
     assert changed == [TINY_LAYERS[: k + 1] for k in range(4)]
+    # Each step's model is its own: the later steps do not change it.
+    models = list(randomised_models(model, steps=2))
+    assert torch.equal(models[0].model.features[0].weight, model.features[0].weight)
+    assert not torch.equal(models[1].model.features[0].weight, model.features[0].weight)
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k])
     assert torch.equal(torch.get_rng_state(), rng)  # the global random state is untouched
@@ -270,3 +284,19 @@ def test_sanity_rows_of_shards_are_merged_once(tmp_path):
         (tmp_path / "shards" / f"rank{rank}" / "sanity.csv").write_text(",".join(SANITY_FIELDS) + "\n" + extra)
     merge_shards(tmp_path)
     assert [r[1] for r in _csv(tmp_path / "sanity.csv")[1:]] == ["a.png", "b.png"]
+
+
+def test_sanity_tables_order_steps_by_number_and_leave_out_undefined_correlations():
+    from extremal_contours.benchmark import sanity_tables
+
+    def row(image, step, layer, spearman, iou):
+        return {"method": "gradcam", "image": image, "area": "0.1", "step": str(step), "layer": layer,
+                "spearman": spearman, "iou": iou}  # fmt: skip
+
+    rows = [row(i, s, f"l{s}", sp, iou) for i in ("a", "b") for s, sp, iou in ((10, "nan", "0.5"), (9, "0.5", "0.25"))]
+    rows[2]["spearman"] = "0.3"  # picture b's last step has a map that is not constant
+    text = sanity_tables(rows)
+    summary = tables(text)
+    assert [(r["step"], r["down to layer"]) for r in summary["Model-parameter randomisation: gradcam"]] == [("9", "l9"), ("10", "l10")]
+    last = summary["Model-parameter randomisation: everything randomised"]
+    assert last == [{"method": "gradcam", "layers": "10", "images": "2", "Spearman": "0.300 (n=1)", "IoU at 0.1": "0.500 [0.500, 0.500]"}]

@@ -9,8 +9,8 @@ not change when the model is destroyed explains the picture, not the model.
   for common architectures is input to output), reversed; as Quantus' ``MPRT``.
 - :func:`step_plan`: which cumulative steps are run: every layer, or ``steps`` of them evenly spaced,
   always the top layer alone first and every layer last.
-- :func:`randomised_models`: a deep copy of the model, further randomised at each step (the user's
-  model is never touched). A layer is re-initialised by its own ``reset_parameters()`` where it has
+- :func:`randomised_models`: per step a deep copy of the model with its top layers randomised (the
+  user's model is never touched). A layer is re-initialised by its own ``reset_parameters()`` where it has
   one and no child with parameters (Linear, Conv, BatchNorm, LayerNorm, ...: their default
   initialisation; BatchNorm's running statistics too), else each of its own parameters is drawn from
   a normal of mean 0 and the parameter's own standard deviation (:data:`FALLBACK_STD` where that is
@@ -129,14 +129,17 @@ def _randomise(module: nn.Module, seed: int) -> None:
 
 
 def randomised_models(model: nn.Module, steps: int | None = None, seed: int = 0) -> Iterator[RandomisedModel]:
-    """The cascade of :func:`step_plan`: one deep copy of ``model``, further randomised before each
-    step is yielded (use each step's model before asking for the next). ``model`` is not changed."""
+    """The cascade of :func:`step_plan`, top step first: each step a deep copy of ``model`` with
+    its top layers randomised (the next step goes on from a copy of it: a model yielded is never
+    changed afterwards). ``model`` is not changed."""
     plan = step_plan(model, steps)
     names = layers_top_down(model)
     randomised = copy.deepcopy(model)
-    modules = dict(randomised.named_modules())
     done = 0
-    for count, label in plan:
+    for k, (count, label) in enumerate(plan):
+        if k:
+            randomised = copy.deepcopy(randomised)
+        modules = dict(randomised.named_modules())
         for name in names[done:count]:
             _randomise(modules[name], _layer_seed(seed, name))
         done = count
