@@ -16,7 +16,7 @@ import torch
 from . import __version__, sample_image_path, speed
 from ._errors import first_line
 from .baselines import list_explainers
-from .benchmark import BenchmarkConfig, BenchmarkEmpty, BenchmarkMismatch, run_benchmark
+from .benchmark import SANITY_STEPS, BenchmarkConfig, BenchmarkEmpty, BenchmarkMismatch, run_benchmark
 from .data import DatasetError
 from .explainer import VARIANTS, ContourSettings, ExtremalContour
 from .images import ImageError, find_images
@@ -360,6 +360,19 @@ def _method_options(items: Sequence[str], methods: Sequence[str]) -> dict[str, d
     return options
 
 
+def _sanity_steps(value: str) -> int:
+    """``--sanity-steps``: a count of at least 2, or ``all`` (0: every layer)."""
+    if value == "all":
+        return 0
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 2:
+        raise argparse.ArgumentTypeError(f"expected a count of at least 2 (the top layer alone, then every layer) or 'all', got {value!r}")
+    return count
+
+
 def _benchmark_config(args: argparse.Namespace) -> BenchmarkConfig:
     """The benchmark's settings from the command line, checked (before the model loads)."""
     methods = list(dict.fromkeys(m.strip() for m in args.methods.split(",") if m.strip()))
@@ -379,6 +392,9 @@ def _benchmark_config(args: argparse.Namespace) -> BenchmarkConfig:
         raise UsageError(f"--data {args.data} is not a folder")
     if args.faithfulness_subset < 1:
         raise UsageError(f"--faithfulness-subset must be >= 1, got {args.faithfulness_subset}")
+    if args.sanity_steps is not None and not args.sanity:
+        raise UsageError("--sanity-steps sets the steps of --sanity; give both")
+    steps = SANITY_STEPS if args.sanity_steps is None else args.sanity_steps
     return BenchmarkConfig(
         data=Path(args.data),
         methods=methods,
@@ -395,6 +411,8 @@ def _benchmark_config(args: argparse.Namespace) -> BenchmarkConfig:
         random_target=args.random_target,
         stability=args.stability,
         weights=_weights_source(args),
+        sanity=args.sanity,
+        sanity_steps=steps or None,
     )
 
 
@@ -507,6 +525,19 @@ def _add_benchmark(sub: Any) -> None:
         "--stability", action="store_true",
         help="also explain each picture shifted by 4 px, flipped, saved as JPEG (quality 90) and with faint noise, "
         "and compare each explanation with the picture's own (OUT/stability.csv; 4 more explanations per picture)",
+    )  # fmt: skip
+    p.add_argument(
+        "--sanity", action="store_true",
+        help="model-parameter randomisation test (Adebayo et al. 2018): explain every picture again (first seed) on "
+        "copies of the model with its layers randomised from the top down, cumulatively, and compare with the "
+        "explanation on the model itself (OUT/sanity.csv: Spearman of the maps, IoU of the masks). Costs one more "
+        f"explanation per picture, method and step: with the default {SANITY_STEPS} steps, about {SANITY_STEPS + 1} "
+        "times the run's explaining time",
+    )  # fmt: skip
+    p.add_argument(
+        "--sanity-steps", type=_sanity_steps, default=None, metavar="N|all",
+        help=f"steps of --sanity, evenly spaced over the layers, the top layer alone first and every layer last "
+        f"(default {SANITY_STEPS}); all: one step per layer (about 100 for efficientnet_lite0)",
     )  # fmt: skip
     p.add_argument("--faithfulness", action="store_true", help="also faithfulness correlation and insertion/deletion AUC (~170 passes per image and method)")
     p.add_argument("--faithfulness-subset", type=int, default=224, help="pixels (or values, with --faithfulness-protocol quantus) per random subset of the faithfulness correlation (default 224, as Quantus)")

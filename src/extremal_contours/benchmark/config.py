@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SEEDED", "SEEDED_STARTS", "BenchmarkConfig", "method_options", "seeds_of"]
+__all__ = ["SANITY_STEPS", "SEEDED", "SEEDED_STARTS", "BenchmarkConfig", "method_options", "seeds_of"]
 
 #: Methods whose result depends on the seed (the others run once).
 SEEDED = ("contour", "contour_map", "rise")
@@ -16,6 +16,9 @@ SEEDED = ("contour", "contour_map", "rise")
 #: EVALUATION.md: run-to-run consistency compares runs whose starts the seed moves (by up to 10% of
 #: the image); a method whose seed changes nothing has no consistency to report.
 SEEDED_STARTS: dict[str, dict[str, Any]] = {"contour": {"start_jitter": 0.1}, "contour_map": {"start_jitter": 0.1}}
+
+#: Default steps of the model-parameter randomisation test: evenly spaced over the model's layers.
+SANITY_STEPS = 10
 
 
 @dataclass
@@ -48,6 +51,12 @@ class BenchmarkConfig:
     #: Where the model's weights came from (a path, ``"random"``, or ``None`` for the model's own):
     #: recorded in ``run.json`` and checked when a folder is continued.
     weights: str | None = None
+    #: Model-parameter randomisation test (:mod:`extremal_contours.sanity`): explain every picture
+    #: again (first seed) on copies of the model randomised from the top layer down, cumulatively.
+    sanity: bool = False
+    #: Its steps: that many evenly spaced over the layers (the top layer alone first, every layer
+    #: last), or every layer with ``None``; each step costs one more explanation per picture and method.
+    sanity_steps: int | None = SANITY_STEPS
 
 
 def seeds_of(config: BenchmarkConfig, method: str) -> Sequence[int]:

@@ -4,7 +4,9 @@
 - :func:`map_rows`: per image the attribution map's localisation, structure and faithfulness (``maps.csv``);
 - :func:`stability_rows`: per (image, area, nuisance) the agreement with the explanation of a
   nuisance variant of the picture (``stability.csv``);
-- :func:`consistency_rows`: per (image, area) the run-to-run IoU over seeds (``consistency.csv``).
+- :func:`consistency_rows`: per (image, area) the run-to-run IoU over seeds (``consistency.csv``);
+- :func:`sanity_rows`: per (image, area, step) the similarity of the explanation on the model with its
+  top layers randomised to ``call``'s (``sanity.csv``, see :mod:`extremal_contours.sanity`).
 """
 
 from __future__ import annotations
@@ -24,10 +26,13 @@ from ..baselines import Attribution
 from ..data import Sample
 from ..models import LoadedModel
 from ..perturbation import Perturbation
+from ..sanity import randomisation_similarity
 from .config import BenchmarkConfig
 from .rows import fmt
 
-__all__ = ["Call", "binary_mask", "consistency_rows", "fidelity_rows", "map_rows", "random_class", "stability_rows"]
+__all__ = [
+    "Call", "binary_mask", "consistency_rows", "fidelity_rows", "map_rows", "random_class", "sanity_rows", "stability_rows",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -148,6 +153,26 @@ def stability_rows(
                 for i, s in enumerate(call.samples)
             ]
     return out
+
+
+def sanity_rows(
+    model: Any, call: Call, areas: Sequence[float], options: dict[str, Any], kwargs: dict[str, Any], steps: int | None, seed: int
+) -> list[dict[str, Any]]:
+    """The ``sanity.csv`` rows: explain the pictures of ``call`` again (same classes, ``options`` and
+    ``kwargs``) on copies of ``model`` randomised cumulatively from the top layer down (``steps``
+    steps, seeded by ``seed``) and compare with ``call``'s explanation; ``step`` is how many layers
+    are randomised, ``layer`` the deepest of them."""
+    found = randomisation_similarity(
+        call.method, model, call.x, call.classes, areas=areas, steps=steps, seed=seed, options=options,
+        attribute_options=kwargs, original=call.attribution,
+    )  # fmt: skip
+    return [
+        {"method": call.method, "image": sample.name, "area": fmt(area), "step": step.step, "layer": step.layer,
+         "spearman": fmt(float(step.spearman[i])), "iou": fmt(float(step.iou[i, j]))}
+        for step in found
+        for j, area in enumerate(areas)
+        for i, sample in enumerate(call.samples)
+    ]  # fmt: skip
 
 
 def consistency_rows(method: str, samples: Sequence[Sample], areas: Sequence[float], masks: Sequence[Tensor]) -> list[dict[str, Any]]:

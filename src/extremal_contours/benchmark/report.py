@@ -12,12 +12,12 @@ from typing import Any
 
 from ..nuisances import NUISANCES
 from .errors import BenchmarkEmpty
-from .rows import CONSISTENCY, ERRORS, MAP_FIELDS, MAPS, PER_IMAGE, STABILITY, read_rows
+from .rows import CONSISTENCY, ERRORS, MAP_FIELDS, MAPS, PER_IMAGE, SANITY, STABILITY, read_rows
 from .runrecord import read_record
 
 __all__ = [
     "METRIC_RANGE", "consistency_table", "fidelity_table", "interval", "maps_table", "random_target_table",
-    "shape_table", "speed_table", "stability_table", "summarise", "write_summary",
+    "sanity_tables", "shape_table", "speed_table", "stability_table", "summarise", "write_summary",
 ]  # fmt: skip
 
 #: Ranges of the map metrics: their intervals are clipped to them.
@@ -61,7 +61,7 @@ def write_summary(out: Path) -> None:
 
 def summarise(out: Path, rows: list[dict[str, str]] | None = None, random_target: bool | None = None) -> str:
     """Markdown tables from ``per_image.csv`` (its ``rows`` when already read) and, where they
-    exist, ``consistency.csv``, ``maps.csv`` and ``stability.csv``; the adversarial-artifact table
+    exist, ``consistency.csv``, ``maps.csv``, ``stability.csv`` and ``sanity.csv``; the adversarial-artifact table
     for a ``random_target`` run (read from ``run.json`` when ``None``)."""
     if rows is None:
         rows = read_rows(out / PER_IMAGE.name)
@@ -74,6 +74,8 @@ def summarise(out: Path, rows: list[dict[str, str]] | None = None, random_target
         text += maps_table(read_rows(out / MAPS.name), record)
     if (out / STABILITY.name).is_file():
         text += stability_table(read_rows(out / STABILITY.name))
+    if (out / SANITY.name).is_file():
+        text += sanity_tables(read_rows(out / SANITY.name))
     if random_target is None:
         random_target = bool(record.get("random_target"))
     if random_target and rows:
@@ -226,6 +228,57 @@ def stability_table(rows: list[dict[str, str]]) -> str:
         "quality 90, and with Gaussian noise of 2/255; each explanation is carried back to the picture's frame "
         "and compared with the picture's own: IoU of the binary masks (maps: of their top-area binarisation), "
         "mean [95% CI] over pictures. 1 is a method that ignores such changes.\n\n" + "\n".join(lines) + "\n"
+    )
+
+
+def _bounded_cell(values: list[float], low: float, high: float = 1.0) -> str:
+    """Mean [95% CI, clipped to ``low``..``high``] of the values that are numbers (how many, when not all)."""
+    numbers = [v for v in values if not math.isnan(v)]
+    if not numbers:
+        return "-"
+    mean, lo, hi = interval(numbers)
+    cell = f"{mean:.3f} [{max(lo, low):.3f}, {min(hi, high):.3f}]" if len(numbers) > 1 else f"{mean:.3f}"
+    return cell + (f" (n={len(numbers)})" if len(numbers) != len(values) else "")
+
+
+def _sanity_cells(group: list[dict[str, str]], areas: list[str]) -> list[str]:
+    """The Spearman cell (once per picture: it does not depend on the area) and an IoU cell per area."""
+    spearman = {r["image"]: float(r["spearman"]) for r in group}
+    ious = [[float(r["iou"]) for r in group if r["area"] == a] for a in areas]
+    return [_bounded_cell(list(spearman.values()), -1.0)] + [_bounded_cell(v, 0.0) if v else "-" for v in ious]
+
+
+def sanity_tables(rows: list[dict[str, str]]) -> str:
+    """Markdown for the model-parameter randomisation test (``sanity.csv`` rows): per method, the
+    similarity once every layer is randomised, then a table per method by step, top layer first."""
+    areas = sorted({r["area"] for r in rows}, key=float)
+    head = "Spearman | " + " | ".join(f"IoU at {a}" for a in areas)
+    rule = "---|" * (1 + len(areas))
+    by: dict[str, dict[int, list[dict[str, str]]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        by[r["method"]][int(r["step"])].append(r)
+    overview = [f"| method | layers | images | {head} |", "|---|---|---|" + rule]
+    tables = []
+    for method, steps in sorted(by.items()):
+        last = max(steps)
+        overview.append(f"| {method} | {last} | {len({r['image'] for r in steps[last]})} | "
+                        + " | ".join(_sanity_cells(steps[last], areas)) + " |")  # fmt: skip
+        lines = [f"| step | down to layer | images | {head} |", "|---|---|---|" + rule]
+        for step, group in sorted(steps.items()):
+            lines.append(f"| {step} | {group[0]['layer']} | {len({r['image'] for r in group})} | "
+                         + " | ".join(_sanity_cells(group, areas)) + " |")  # fmt: skip
+        tables.append(f"\n## Model-parameter randomisation: {method}\n\n" + "\n".join(lines) + "\n")
+    return (
+        "\n## Model-parameter randomisation: everything randomised\n\n"
+        "Sanity check of Adebayo et al. (2018): the model's layers (modules with parameters of their own) are "
+        "re-initialised from the top (the output) down, cumulatively, and each picture explained again for the same "
+        "class with the same settings (first seed). Step k: the top k layers are randomised, down to the layer "
+        "named. Similarity to the explanation on the model itself, mean [95% CI] over pictures: Spearman rank "
+        "correlation of the maps (left out where a map is constant: n= says how many remain) and IoU of the binary "
+        "explanations at each area (two unrelated masks of area a have an IoU of about a / (2 - a)). An "
+        "explanation that stays similar once the model is randomised explains the picture, not the model: lower "
+        "is better. Below: once every layer is randomised; then each method step by step, from the top layer "
+        "down.\n\n" + "\n".join(overview) + "\n" + "".join(tables)
     )
 
 

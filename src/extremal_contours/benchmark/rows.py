@@ -22,8 +22,8 @@ from typing import Any
 from .errors import BenchmarkMismatch
 
 __all__ = [
-    "CONSISTENCY", "CONSISTENCY_FIELDS", "ERRORS", "FIELDS", "MAPS", "MAP_FIELDS", "PER_IMAGE", "STABILITY",
-    "STABILITY_FIELDS", "TABLES", "Table", "Written", "append_rows", "check_columns", "drop_partial_line", "fmt",
+    "CONSISTENCY", "CONSISTENCY_FIELDS", "ERRORS", "FIELDS", "MAPS", "MAP_FIELDS", "PER_IMAGE", "SANITY", "SANITY_FIELDS",
+    "STABILITY", "STABILITY_FIELDS", "TABLES", "Table", "Written", "append_rows", "check_columns", "drop_partial_line", "fmt",
     "merge_shards", "part_folders", "read_rows", "read_table", "repair", "shard_folder", "write_atomically",
     "write_json",
 ]  # fmt: skip
@@ -44,6 +44,11 @@ MAP_FIELDS = [
 #: Per (method, image, area, nuisance): agreement of the explanation of a nuisance variant with the
 #: picture's own (see :func:`extremal_contours.metrics.stability`).
 STABILITY_FIELDS = ["method", "image", "area", "seed", "nuisance", "iou", "spearman", "top_iou"]
+
+#: Per (method, image, area, step): the model-parameter randomisation test (see
+#: :mod:`extremal_contours.sanity`): the similarity of the explanation on the model with its top
+#: ``step`` layers randomised (the deepest named ``layer``) to the explanation on the model itself.
+SANITY_FIELDS = ["method", "image", "area", "step", "layer", "spearman", "iou"]
 
 #: Per (method, image, area): mean pairwise IoU of the binary masks of the runs with different seeds.
 CONSISTENCY_FIELDS = ["method", "image", "area", "runs", "iou"]
@@ -70,9 +75,10 @@ PER_IMAGE = Table("per_image.csv", tuple(FIELDS), ("method", "image", "area", "s
 MAPS = Table("maps.csv", tuple(MAP_FIELDS), ("method", "image", "seed"))
 STABILITY = Table("stability.csv", tuple(STABILITY_FIELDS), ("method", "image", "area", "nuisance"))
 CONSISTENCY = Table("consistency.csv", tuple(CONSISTENCY_FIELDS), ("method", "image", "area"))
+SANITY = Table("sanity.csv", tuple(SANITY_FIELDS), ("method", "image", "area", "step"))
 ERRORS = Table("errors.csv", ("image", "error"), ("image",))
 #: Every CSV a benchmark writes.
-TABLES = (PER_IMAGE, MAPS, STABILITY, CONSISTENCY, ERRORS)
+TABLES = (PER_IMAGE, MAPS, STABILITY, CONSISTENCY, SANITY, ERRORS)
 
 
 def fmt(value: float) -> str:

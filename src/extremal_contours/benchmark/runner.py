@@ -3,7 +3,8 @@
 ``run_benchmark`` reads a dataset (see :mod:`extremal_contours.data`), runs each method on batches
 of images, scores each explanation at each area with the same model and perturbation, and appends
 one CSV row per (method, image, area, seed) as soon as a batch is done, so a re-run continues where
-the last one stopped. Under torchrun each process takes its share of the pictures.
+the last one stopped (with ``sanity``, also the model-parameter randomisation test of each method's
+first-seed explanations, ``sanity.csv``). Under torchrun each process takes its share of the pictures.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from ..images import ImageError, load_image
 from ..models import LoadedModel
 from ..nuisances import NUISANCES
 from ..perturbation import Perturbation
+from ..sanity import step_plan
 from ..speed import model_floor
 from .config import SEEDED, BenchmarkConfig, method_options, seeds_of
-from .measure import Call, consistency_rows, fidelity_rows, map_rows, random_class, stability_rows
+from .measure import Call, consistency_rows, fidelity_rows, map_rows, random_class, sanity_rows, stability_rows
 from .overlays import save_overlays
 from .report import write_summary
 from .rows import (
@@ -36,6 +38,7 @@ from .rows import (
     ERRORS,
     MAPS,
     PER_IMAGE,
+    SANITY,
     STABILITY,
     Table,
     Written,
@@ -138,10 +141,19 @@ class BatchRunner:
         self.config, self.loaded, self.out, self.part = config, loaded, out, part
         self.options, self.leads, self.log = options, leads, log
         self.written = Written(out)
+        #: The randomisation test's steps, as ``sanity.csv`` names them (layers randomised), if asked.
+        self.sanity_steps = [step for step, _ in step_plan(loaded.model, config.sanity_steps)] if config.sanity else []
+
+    def sanity_done(self, method: str, name: str) -> bool:
+        """Whether the folder holds every ``sanity.csv`` row this run asks of ``method`` for ``name``."""
+        areas = [fmt(a) for a in self.config.areas]
+        return all(self.written.has(SANITY, method, name, a, k) for a in areas for k in self.sanity_steps)
 
     def method_done(self, method: str, name: str) -> bool:
         """Whether the folder holds every row of ``method`` for the picture ``name``."""
         areas = [fmt(a) for a in self.config.areas]
+        if not self.sanity_done(method, name):
+            return False
         if self.config.stability and not all(
             self.written.has(STABILITY, method, name, a, k) for a in areas for k in NUISANCES
         ):
@@ -171,12 +183,12 @@ class BatchRunner:
         batch = self._load(group)
         if batch is None:
             return
-        found: dict[str, list[dict[str, Any]]] = {t.name: [] for t in (PER_IMAGE, MAPS, STABILITY, CONSISTENCY)}
+        found: dict[str, list[dict[str, Any]]] = {t.name: [] for t in (PER_IMAGE, MAPS, STABILITY, CONSISTENCY, SANITY)}
         drawn: list[Overlays] = []
         for method in self.config.methods:
             self._run_method(batch, method, found, drawn)
         # Rows already written (an area or seed added to a continued folder re-runs the picture): kept once.
-        for table in (STABILITY, PER_IMAGE, MAPS, CONSISTENCY):
+        for table in (STABILITY, SANITY, PER_IMAGE, MAPS, CONSISTENCY):
             self._append(table, found[table.name])
         for overlays in drawn:
             self._save_overlays(overlays)
@@ -268,6 +280,9 @@ class BatchRunner:
             masks.append(seed_masks)
             if self.config.stability and seed == seeds[0]:
                 found[STABILITY.name] += stability_rows(explainer, call, kwargs, areas, self.loaded)
+            if seed == seeds[0] and not all(self.sanity_done(method, s.name) for s in samples):
+                steps, first = self.config.sanity_steps, self.config.seeds[0]
+                found[SANITY.name] += sanity_rows(model, call, areas, self.options[method], kwargs, steps, first)
             found[MAPS.name] += map_rows(model, call, regions, self.config)
         found[CONSISTENCY.name] += consistency_rows(method, samples, areas, masks)
         drawn.append(Overlays(method, samples, x, masks[0]))

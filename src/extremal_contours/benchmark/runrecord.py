@@ -84,6 +84,8 @@ def record_run(out: Path, config: BenchmarkConfig, fixed: dict[str, Any], device
             "batch": config.batch,
             "options": {m: dict(v) for m, v in config.options.items()},
             "faithfulness": bool(config.faithfulness),
+            "sanity": bool(config.sanity),
+            "sanity_steps": config.sanity_steps if config.sanity else None,
             "threads": torch.get_num_threads(),
             "versions": library_versions(),
         }
