@@ -254,6 +254,7 @@ def _explain_pictures(args: argparse.Namespace, sweep: bool) -> int:
     if not files:
         raise UsageError(f"no pictures found in {', '.join(map(str, paths))}")
     auto = None
+    areas: tuple[float, ...]
     if not sweep and [str(a) for a in args.area] == ["auto"]:
         if not 0 < args.keep <= 1:
             raise UsageError(f"--keep takes a share in (0, 1], got {args.keep:g}")
@@ -660,7 +661,8 @@ def _reference_args(action: argparse.Action) -> str:
         name = "{" + ",".join(map(str, action.choices)) + "}"
     else:
         name = action.dest.upper() if action.option_strings else action.dest
-    return {None: name, "?": f"[{name}]", "*": f"[{name} ...]", "+": f"{name} [{name} ...]"}.get(action.nargs, name)  # type: ignore[call-overload]
+    forms = {"?": f"[{name}]", "*": f"[{name} ...]", "+": f"{name} [{name} ...]"}
+    return forms.get(action.nargs, name) if isinstance(action.nargs, str) else name
 
 
 def _reference_item(action: argparse.Action) -> str:

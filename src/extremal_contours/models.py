@@ -131,7 +131,7 @@ def _state_dict(path: Path) -> dict[str, Tensor]:
         raise ModelError(f"cannot read weights from {path}: not a PyTorch state-dict file, or damaged ({first_line(exc)})") from exc
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
+            state = state[key]  # type: ignore[assignment]
     if not isinstance(state, dict):
         raise ModelError(f"{path} does not hold a state dict (got {type(state).__name__})")
     return {k.removeprefix("module."): v for k, v in state.items()}
@@ -226,7 +226,7 @@ def _embedded(name: str) -> tuple[nn.Module, dict[str, Any]]:
     weights = _embedded_file(name)
     model = timm.create_model(arch, pretrained=False)
     _load_by_position(model, _state_dict(weights), package)
-    return model, dict(model.pretrained_cfg)
+    return model, dict(model.pretrained_cfg)  # type: ignore[arg-type]
 
 
 def _architecture(name: str, num_classes: int | None) -> tuple[nn.Module, dict[str, Any], str]:
@@ -234,7 +234,7 @@ def _architecture(name: str, num_classes: int | None) -> tuple[nn.Module, dict[s
     import timm
     import torchvision
 
-    kwargs = {} if num_classes is None else {"num_classes": num_classes}
+    kwargs: dict[str, Any] = {} if num_classes is None else {"num_classes": num_classes}
     if name in torchvision.models.list_models():
         model = torchvision.models.get_model(name, weights=None, **kwargs)
         size = 299 if "inception" in name else 224
@@ -243,7 +243,7 @@ def _architecture(name: str, num_classes: int | None) -> tuple[nn.Module, dict[s
         return model, cfg, "torchvision"
     if timm.is_model(name):
         model = timm.create_model(name, pretrained=False, **kwargs)
-        return model, dict(model.pretrained_cfg), "timm"
+        return model, dict(model.pretrained_cfg), "timm"  # type: ignore[arg-type]
     raise ModelError(f"unknown model {name!r}: use efficientnet_lite0/1/2 or a torchvision or timm architecture name")
 
 

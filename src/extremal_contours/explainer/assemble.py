@@ -13,7 +13,7 @@ from torch import Tensor
 from .. import contour as C
 from .. import nuisances
 from ..flags import raise_flags
-from ..perturbation import Perturbation
+from ..perturbation import make_perturbation
 from ..result import Alternatives, ContourParts, ContourResult, display_images
 from ..scoring import MaskScores, score_masks
 from ..versions import library_versions
@@ -55,7 +55,7 @@ def _shifted(problem: Problem, binary: Tensor, image: Tensor) -> Tensor:
     """Preserve ratio ``(R,)`` of each region with the picture and the region shifted by 4 px."""
     x = nuisances.shift(problem.x).contiguous()
     masks = nuisances.shift(binary.to(x.dtype), fill="zeros")
-    perturb = Perturbation(x, problem.perturb.kind, **problem.perturb.options)
+    perturb = make_perturbation(x, problem.perturb.kind, **problem.perturb.options)
     with torch.no_grad():
         clean = problem.run(x)
     scores = score_masks(problem.run, perturb, masks, image, clean, problem.classes, problem.score, problem.batch_size)

@@ -149,7 +149,7 @@ def _step(
     edge0, edge1 = settings.edge
     edge = edge0 * (edge1 / edge0) ** fraction
     factor = settings.lr_end + (1 - settings.lr_end) * 0.5 * (1 + math.cos(math.pi * fraction))
-    rates = [settings.centre_lr, settings.lr, settings.lr]
+    rates = [settings.lr if settings.centre_lr is None else settings.centre_lr, settings.lr, settings.lr]
     for group, base in zip(state.optimiser.param_groups, rates, strict=False):
         group["lr"] = base * factor
     grads = [torch.zeros_like(p) for p in state.params]
