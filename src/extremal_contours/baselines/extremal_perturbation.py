@@ -15,7 +15,7 @@ loss runs over the whole canvas, asking ``a`` of the *canvas* to be 1 (so the ma
 the image than asked: 0.12-0.15 for 0.1 at 224 px). Counting the image alone instead, as a first
 port of ours did, gives grid points at the border half the area cost of the others, and the mask
 drifts into a corner; asking ``a`` of the image's pixels from the canvas keeps the geometry but
-leaves the mask too little room (both measured in ``docs/BENCHMARKS.md``, section 1). The two
+leaves the mask too little room: both were weaker than the reference. The two
 protocols differ in what is scored:
 
 - ``protocol="reference"`` is the reference: the blur pyramid pads the border with zeros and
