@@ -55,6 +55,25 @@ def test_markdown_tables_headings_paragraphs_and_escaping():
     assert '<td class="num">0.1</td>' in table and "<p>tail</p>" in html
 
 
+def test_the_area_folders_of_a_picture_are_one_card_with_its_summary_first(tmp_path):
+    out = tmp_path / "explanations"
+    result = explain(["cat.png"], areas=(0.05, 0.1, 0.2))
+    for j, area in enumerate((0.05, 0.1, 0.2)):
+        result.take_areas([j]).save(out / "cat" / f"area{area:g}")  # as explain writes them
+    Image.new("RGB", (8, 8)).save(out / "cat" / "summary.png")  # --area auto's figure
+    explain(["dog.png"]).save(out / "dog")  # a folder holding its areas itself
+    data = page_data(write_report(out))
+    assert [p["name"] for p in data["pictures"]] == ["cat.png", "dog.png"]
+    cat = data["pictures"][0]
+    assert [f["title"] for f in cat["figures"]][:1] == ["summary of the areas"] and len(cat["figures"]) == 4
+    assert len(cat["lines"]) == 3 and cat["lines"][0].startswith("area 0.05") and cat["lines"][1].startswith("area 0.1:")
+    keys = [c["key"] for c in data["columns"]]
+    rows = [dict(zip(keys, r[1:], strict=True)) for r in data["rows"]]
+    assert sorted((r["folder"], r["area"]) for r in rows if r["picture"] == "cat.png") == [("cat", 0.05), ("cat", 0.1), ("cat", 0.2)]
+    assert {r[0] for r in data["rows"] if r[1] == "cat.png"} == {0}  # every area's row opens the one card
+    assert_links_exist(data, out)
+
+
 def test_report_of_nested_records_with_flags_alternatives_and_a_damaged_one(tmp_path):
     out = tmp_path / "explanations"
     for i, where in enumerate(["cat", "sub/dog", "sub/deeper/bird"]):

@@ -1,6 +1,9 @@
 """The report's contents for explanations: the records of an ``explain`` or ``sweep`` output tree
 (every ``explanation.json`` below the folder) and the rows of an ``explain --store`` database.
 
+``explain`` writes each area of a picture in its own folder (``PICTURE/area0.1/``): records in
+sibling ``area*`` folders are one picture, a card with a row and a figure per area.
+
 Records are read as plain JSON (the masks are not redrawn: the folder's overlay files are shown), so
 a report of thousands of pictures takes seconds. ``flags`` and ``alternatives`` of a region are
 shown where a record has them.
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -40,6 +44,11 @@ COLUMNS = [
 
 #: Figures a sweep writes beside its record, shown in the large view.
 SWEEP_FIGURES = (("importance.png", "importance map"), ("profile.png", "fidelity-area profile"))
+#: The figure ``explain --area auto`` writes in the picture's folder, above its areas' folders.
+AUTO_FIGURES = (("summary.png", "summary of the areas"),)
+
+#: The name of an area's folder in a picture's folder (see :func:`~extremal_contours.inputs.area_tag`).
+AREA_FOLDER = re.compile(r"area[0-9.e+-]+")
 
 
 def _number(value: Any) -> float | None:
@@ -63,15 +72,21 @@ def record_files(root: Path) -> list[Path]:
 def from_records(root: Path, paths: Iterable[Path]) -> Contents:
     """The report of the records ``paths`` below ``root``; a record that cannot be read is a note."""
     contents = Contents(kind="explanations", columns=COLUMNS)
+    cards: dict[Path, tuple[int, float]] = {}  # a picture's folder -> its card's index, its thumbnail's distance to area 0.1
     for path in paths:
         try:
             record = json.loads(path.read_text())
             if not isinstance(record, dict) or record.get("format") != FORMAT:
                 raise ValueError(f"not an extremal-contours record (format {record.get('format')!r})" if isinstance(record, dict) else "not a JSON object")
-            _add_record(contents, root, path.parent, record)
+            _add_record(contents, root, path.parent, record, cards)
         except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
             contents.notes.append(f"{link(path, root)}: skipped, {first_line(exc)}")
     return contents
+
+
+def picture_folder(folder: Path, root: Path) -> Path:
+    """The folder of the picture a record's ``folder`` belongs to: its parent for an area's folder."""
+    return folder.parent if folder != root and AREA_FOLDER.fullmatch(folder.name) else folder
 
 
 def _label(target: dict[str, Any]) -> str:
@@ -91,14 +106,25 @@ def _preserve_of(alternative: Any) -> float | None:
     return None
 
 
-def _add_record(contents: Contents, root: Path, folder: Path, record: dict[str, Any]) -> None:
-    """One picture (a card, a row per area, a figure per area) from one record."""
+def _add_record(contents: Contents, root: Path, folder: Path, record: dict[str, Any], cards: dict[Path, tuple[int, float]]) -> None:
+    """A record's areas (a row and a figure each) on its picture's card, the card made by the
+    picture's first record; the thumbnail shows the region of the area nearest 0.1."""
     height, width = int(record["image"]["height"]), int(record["image"]["width"])
-    name = record["image"].get("name") or folder.name
-    where = "." if folder == root else Path(link(folder, root)).as_posix()
+    home = picture_folder(folder, root)
+    name = record["image"].get("name") or home.name
+    where = "." if home == root else Path(link(home, root)).as_posix()
     label, clean = _label(record["target"]), _number(record["clean"].get("probability"))
-    picture = Picture(name=name, caption=f"{label}, clean p={_fmt(clean)}")
-    index = len(contents.pictures)
+    if home not in cards:
+        picture = Picture(name=name, caption=f"{label}, clean p={_fmt(clean)}")
+        picture.figures = [Figure(title, link(home / file, root)) for file, title in AUTO_FIGURES if home != folder and (home / file).is_file()]
+        cards[home] = (len(contents.pictures), math.inf)
+        contents.pictures.append(picture)
+    index, distance = cards[home]
+    picture = contents.pictures[index]
+    nearest = min(abs(float(c["area"]) - 0.1) for c in record["contours"])
+    if nearest < distance:
+        picture.thumbs = [(_record_thumbnail(folder, record, (width, height)), "")]
+        cards[home] = (index, nearest)
     for contour in record["contours"]:
         area = float(contour["area"])
         preserve, drop = _number(contour["preserve"]["ratio"]), _number(contour["delete"]["drop"])
@@ -112,10 +138,8 @@ def _add_record(contents: Contents, root: Path, folder: Path, record: dict[str, 
         picture.lines.append(text + (f" [{', '.join(flags)}]" if flags else ""))
         picture.flags += [f for f in flags if f not in picture.flags]
         picture.figures.append(_area_figure(root, folder, contour, (width, height), text, flags, alternatives))
-    # A sweep's own figures first: they sum up all its areas.
-    picture.figures[:0] = [Figure(title, link(folder / file, root)) for file, title in SWEEP_FIGURES if (folder / file).is_file()]
-    picture.thumbs = [(_record_thumbnail(folder, record, (width, height)), "")]
-    contents.pictures.append(picture)
+    if home == folder:  # a sweep's own figures first: they sum up all its areas
+        picture.figures[:0] = [Figure(title, link(folder / file, root)) for file, title in SWEEP_FIGURES if (folder / file).is_file()]
 
 
 def _area_figure(
