@@ -77,6 +77,11 @@ def summary(rows: list[dict[str, str]]) -> str:
             f"median {statistics.median(seed):.3f}, below 0.3 on {sum(v < 0.3 for v in seed)}; "
             f"another seed's region closer to an alternative than to the answer on {closer} of {len(found)} with alternatives"
         )
+    for flagged in (True, False):
+        group = [r for r in rows if ("unstable" in r["flags"].split()) == flagged]
+        if group:
+            seed = [float(r["seed_iou"]) for r in group]
+            lines.append(f"{'unstable' if flagged else 'not unstable'}: {len(group)}; IoU with another seed's region: mean {statistics.fmean(seed):.3f}")
     return "\n".join(lines)
 
 
