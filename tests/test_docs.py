@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from extremal_contours.cli import REFERENCE_COMMAND, reference_markdown
+from extremal_contours.cli_reference import REFERENCE_COMMAND, reference_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 
