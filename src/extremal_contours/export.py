@@ -209,7 +209,7 @@ def write_image(result: ContourResult, i: int, folder: Path, original: Image.Ima
 def legend_lines(result: ContourResult, i: int, j: int) -> list[tuple[str | None, str]]:
     """The overlay's legend for one (image, area): the class and area, what the region keeps (each
     contour's colour named when there are several), the alternatives and the flags."""
-    label = result.class_names[i] if result.class_names else (f"class {int(result.classes[i])}" if result.classes is not None else result.score)
+    label = result.label(i)
     keep = float(result.preserve_ratio[i, j])
     lines: list[tuple[str | None, str]] = [(None, f"{label}, area {result.areas[j]:g}")]
     outlines = result.outlines(i, j)

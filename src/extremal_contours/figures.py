@@ -119,7 +119,7 @@ def summary_figure(
     draw_importance(axes[2], result, i)
     draw_profile(axes[3], result, i, level)
     if title is None:
-        label = result.class_names[i] if result.class_names else (f"class {int(result.classes[i])}" if result.classes is not None else result.score)
+        label = result.label(i)
         name = result.names[i] if result.names else f"image {i}"
         title = f"{name}: {label}"
     fig.suptitle(title, fontsize=11)

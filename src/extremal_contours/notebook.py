@@ -127,13 +127,6 @@ def _more(shown: int, total: int) -> str:
     return f"<p style=\"font-size:12px\">... and {rest} more image{'s' if rest != 1 else ''} not shown (the first {shown} of {total}).</p>" if rest > 0 else ""
 
 
-def _label(result: ContourResult, i: int) -> str:
-    """The explained class of image ``i`` (name, else index, else the score's name)."""
-    if result.class_names:
-        return result.class_names[i]
-    return f"class {int(result.classes[i])}" if result.classes is not None else result.score
-
-
 def _name(result: Any, i: int) -> str:
     names = getattr(result, "names", None)
     return names[i] if names else f"image {i}"
@@ -164,7 +157,7 @@ def _result_rows(result: ContourResult, shown: int) -> list[list[str]]:
         for j, area in enumerate(result.areas):
             rows.append([
                 html.escape(_name(result, i)),
-                html.escape(_label(result, i)),
+                html.escape(result.label(i)),
                 _number(clean),
                 f"{area:g}",
                 _number(float(result.visible_area[i, j])),
@@ -214,7 +207,7 @@ def result_text(result: ContourResult, limit: int = MAX_IMAGES) -> str:
     n = result.num_images
     lines = [f"ContourResult: {n} image(s) x {len(result.areas)} area(s) {list(result.areas)}, {result.variant}, score {result.score}"]
     for i in range(min(n, limit)):
-        lines.append(f"  {_name(result, i)}: {_label(result, i)}")
+        lines.append(f"  {_name(result, i)}: {result.label(i)}")
         for j, area in enumerate(result.areas):
             flags = ", ".join(result.flags_of(i, j)) or "none"
             verdict = result.verdict[i][j]

@@ -298,6 +298,12 @@ class ContourResult(Fidelity):
             count=torch.ones(self.scale.shape, dtype=torch.long),
         )
 
+    def label(self, image: int = 0) -> str:
+        """What was explained for one image: the class's name, else ``class N``, else the score's name."""
+        if self.class_names:
+            return self.class_names[image]
+        return f"class {int(self.classes[image])}" if self.classes is not None else self.score
+
     def flags_of(self, image: int = 0, area: int = 0) -> list[str]:
         """The names of the flags raised for one (image, area) (see :mod:`extremal_contours.flags`)."""
         from .flags import describe_flags

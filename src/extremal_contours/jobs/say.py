@@ -11,12 +11,9 @@ __all__ = ["area_words", "summary_line"]
 
 
 def _label(result: ContourResult) -> str:
-    if result.class_names:
-        label = result.class_names[0]
-    elif result.classes is not None:
-        label = f"class {int(result.classes[0])}"
-    else:
-        return result.score
+    label = result.label(0)
+    if not result.class_names and result.classes is None:  # a score of no class
+        return label
     if result.classes is not None:
         label += f" ({int(result.classes[0])})"
     if result.clean_probability is not None:
