@@ -127,8 +127,7 @@ class ContourSettings:
         phases(self.iterations, self.starts)  # enough steps for the starts
         if self.start_jitter < 0:
             raise ValueError(f"start_jitter must be >= 0, got {self.start_jitter}")
-        centre_lr = self.lr if self.centre_lr is None else self.centre_lr
-        for name, value in (("lr", self.lr), ("centre_lr", centre_lr), ("lr_end", self.lr_end)):
+        for name, value in (("lr", self.lr), ("centre_lr", self.centre_rate), ("lr_end", self.lr_end)):
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value}")
         if self.checks < 0:
@@ -144,9 +143,14 @@ class ContourSettings:
         as_score(self.score)
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        object.__setattr__(self, "centre_lr", centre_lr)
+        object.__setattr__(self, "centre_lr", self.centre_rate)
         object.__setattr__(self, "edge", (float(self.edge[0]), float(self.edge[1])))
         object.__setattr__(self, "perturbation_options", dict(self.perturbation_options))
+
+    @property
+    def centre_rate(self) -> float:
+        """The centre's learning rate: ``centre_lr``, or ``lr`` where it is ``None``."""
+        return self.lr if self.centre_lr is None else self.centre_lr
 
     @property
     def phases(self) -> list[tuple[int, int]]:

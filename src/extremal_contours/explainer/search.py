@@ -102,7 +102,7 @@ def _initial(
     raw = (noise.to(device) / precond).requires_grad_()
     mix = torch.zeros(total, m, device=device, requires_grad=m > 1)
     params = [centre, raw] + ([mix] if m > 1 else [])
-    rates = [settings.centre_lr, settings.lr] + ([settings.lr] if m > 1 else [])
+    rates = [settings.centre_rate, settings.lr] + ([settings.lr] if m > 1 else [])
     optimiser = torch.optim.Adam([{"params": [p], "lr": lr} for p, lr in zip(params, rates, strict=True)])
     return _State(rows, params, precond, optimiser), mix
 
@@ -149,7 +149,7 @@ def _step(
     edge0, edge1 = settings.edge
     edge = edge0 * (edge1 / edge0) ** fraction
     factor = settings.lr_end + (1 - settings.lr_end) * 0.5 * (1 + math.cos(math.pi * fraction))
-    rates = [settings.lr if settings.centre_lr is None else settings.centre_lr, settings.lr, settings.lr]
+    rates = [settings.centre_rate, settings.lr, settings.lr]
     for group, base in zip(state.optimiser.param_groups, rates, strict=False):
         group["lr"] = base * factor
     grads = [torch.zeros_like(p) for p in state.params]
