@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TinyNet
+from conftest import TinyNet, write_dataset
 from extremal_contours import ExtremalContour
 from extremal_contours.benchmark import BenchmarkConfig, overlay_file, run_benchmark
 from extremal_contours.cli import main
@@ -53,6 +53,13 @@ def test_markdown_tables_headings_paragraphs_and_escaping():
     table = re.search(r"<table.*?</table>", html, re.S).group(0)
     assert table.count("<th>") == 2 and table.count("<tr>") == 3 and "a&lt;x&gt;" in table
     assert '<td class="num">0.1</td>' in table and "<p>tail</p>" in html
+
+
+def test_area_folder_names_are_told_from_picture_folders():
+    from extremal_contours.inputs import area_tag, is_area_tag
+
+    assert all(is_area_tag(area_tag(a)) for a in (0.05, 0.1, 0.2, 0.4, 0.123456, 1e-05))
+    assert not any(is_area_tag(n) for n in ("area", "area0.10", "area1", "area0", "areas0.1", "area0.1x", "cat", "area-0.1"))
 
 
 def test_the_area_folders_of_a_picture_are_one_card_with_its_summary_first(tmp_path):
@@ -143,14 +150,7 @@ def test_report_of_a_store_draws_on_the_source_or_on_grey(tmp_path):
 
 @pytest.fixture
 def benchmark_folder(tmp_path):
-    rng = np.random.default_rng(0)
-    data = tmp_path / "data"
-    data.mkdir()
-    entries = []
-    for i in range(3):
-        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(data / f"{i}.png")
-        entries.append({"file": f"{i}.png", "label": i % 3, "boxes": [[5, 5, 30, 30]]})
-    (data / "annotations.json").write_text(json.dumps(entries))
+    data = write_dataset(tmp_path / "data", 3)
     loaded = LoadedModel(model=TinyNet(classes=3).eval(), name="tiny", input_size=32, mean=(0.5,) * 3, std=(0.5,) * 3, crop_pct=1.0)
     out = tmp_path / "bench"
     config = BenchmarkConfig(data=data, methods=["saliency", "gradcam"], out=out, areas=(0.1, 0.2), stability=False)

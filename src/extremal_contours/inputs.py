@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["MIN_REGION_PIXELS", "MIN_SIDE", "VARIANTS", "area_tag", "check_areas", "check_images", "check_variant"]
+__all__ = ["MIN_REGION_PIXELS", "MIN_SIDE", "VARIANTS", "area_tag", "check_areas", "check_images", "check_variant", "is_area_tag"]
 
 #: The games a mask can play: keep the evidence inside it, remove it, or both at once.
 VARIANTS = ("preserve", "delete", "dual")
@@ -25,6 +25,16 @@ MIN_REGION_PIXELS = 16
 def area_tag(area: float) -> str:
     """The name an area's files carry (4 significant digits), e.g. ``area0.1``."""
     return f"area{area:.4g}"
+
+
+def is_area_tag(name: str) -> bool:
+    """Whether ``name`` is what :func:`area_tag` makes of an area in (0, 1), e.g. an area's folder."""
+    number = name.removeprefix("area")
+    try:
+        area = float(number)
+    except ValueError:
+        return False
+    return name.startswith("area") and 0 < area < 1 and area_tag(area) == name
 
 
 def check_images(x: Any) -> Tensor:

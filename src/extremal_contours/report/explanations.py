@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from .._errors import first_line
-from ..inputs import area_tag
+from ..inputs import area_tag, is_area_tag
 from ..record import FORMAT, RECORD_FILE
 from ..store import contours_of, load_results
 from .contents import Column, Contents, Figure, Picture
@@ -44,11 +43,10 @@ COLUMNS = [
 
 #: Figures a sweep writes beside its record, shown in the large view.
 SWEEP_FIGURES = (("importance.png", "importance map"), ("profile.png", "fidelity-area profile"))
+#: A card's thumbnail shows the region of the area nearest this one.
+THUMBNAIL_AREA = 0.1
 #: The figure ``explain --area auto`` writes in the picture's folder, above its areas' folders.
 AUTO_FIGURES = (("summary.png", "summary of the areas"),)
-
-#: The name of an area's folder in a picture's folder (see :func:`~extremal_contours.inputs.area_tag`).
-AREA_FOLDER = re.compile(r"area[0-9.e+-]+")
 
 
 def _number(value: Any) -> float | None:
@@ -86,7 +84,7 @@ def from_records(root: Path, paths: Iterable[Path]) -> Contents:
 
 def picture_folder(folder: Path, root: Path) -> Path:
     """The folder of the picture a record's ``folder`` belongs to: its parent for an area's folder."""
-    return folder.parent if folder != root and AREA_FOLDER.fullmatch(folder.name) else folder
+    return folder.parent if folder != root and is_area_tag(folder.name) else folder
 
 
 def _label(target: dict[str, Any]) -> str:
@@ -121,7 +119,7 @@ def _add_record(contents: Contents, root: Path, folder: Path, record: dict[str, 
         contents.pictures.append(picture)
     index, distance = cards[home]
     picture = contents.pictures[index]
-    nearest = min(abs(float(c["area"]) - 0.1) for c in record["contours"])
+    nearest = abs(float(_thumbnail_contour(record)["area"]) - THUMBNAIL_AREA)
     if nearest < distance:
         picture.thumbs = [(_record_thumbnail(folder, record, (width, height)), "")]
         cards[home] = (index, nearest)
@@ -163,10 +161,15 @@ def _area_figure(
     return figure
 
 
+def _thumbnail_contour(record: dict[str, Any]) -> dict[str, Any]:
+    """The region of a record that its picture's thumbnail shows: the area nearest :data:`THUMBNAIL_AREA`."""
+    return min(record["contours"], key=lambda c: abs(float(c["area"]) - THUMBNAIL_AREA))
+
+
 def _record_thumbnail(folder: Path, record: dict[str, Any], size: tuple[int, int]) -> str | None:
     """A thumbnail of the region at the area nearest 0.1: drawn on the small ``input.png`` (a
     millisecond, where the overlay on a large original takes tens), else the overlay file's."""
-    contour = min(record["contours"], key=lambda c: abs(float(c["area"]) - 0.1))
+    contour = _thumbnail_contour(record)
     polygons = [p["polygon_px"] for p in contour.get("parts") or [contour]]
     picture = open_small(folder / "input.png", size) if (folder / "input.png").is_file() else None
     if picture is not None:
@@ -225,7 +228,7 @@ def _add_stored(contents: Contents, root: Path, name: str, rows: list[dict[str, 
         outlines = [(outline_path(p["polygon"]), "main") for p in pieces]
         src = link(source, root) if found and source is not None else None
         picture.figures.append(Figure(text, src, size[0], size[1], outlines))
-    nearest = min(rows, key=lambda r: abs(float(r["area"]) - 0.1))
+    nearest = min(rows, key=lambda r: abs(float(r["area"]) - THUMBNAIL_AREA))
     canvas = open_small(source, size) if found and source is not None else None
     picture.thumbs = [(drawn_thumbnail(canvas, size, [p["polygon"] for p in contours_of(nearest)]), "")]
     contents.pictures.append(picture)
