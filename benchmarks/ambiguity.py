@@ -14,7 +14,6 @@ end compares the seed IoU of ambiguous and unique pictures.
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import sys
 from pathlib import Path
@@ -25,6 +24,7 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from extremal_contours import ExtremalContour, load_image, load_model
+from extremal_contours.benchmark.rows import append_rows, drop_partial_line, fmt, read_rows
 from extremal_contours.data import open_dataset
 from extremal_contours.metrics import iou
 
@@ -99,10 +99,9 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "ambiguity.csv"
-    done = set()
-    if path.is_file():
-        with path.open(newline="") as handle:
-            done = {r["image"] for r in csv.DictReader(handle)}
+    if path.is_file() and path.stat().st_size:
+        drop_partial_line(path)  # a killed run's half-written last row
+    done = {r["image"] for r in read_rows(path)}
     samples = [s for s in list(open_dataset(args.data))[:: args.stride][: args.limit] if s.name not in done]
     for sample in tqdm(samples, disable=args.quiet, desc="pictures"):
         try:
@@ -110,14 +109,8 @@ def main() -> int:
         except Exception as exc:  # one bad picture is reported and skipped, the rest go on
             tqdm.write(f"{sample.name}: skipped, {exc}")
             continue
-        new = not path.is_file()
-        with path.open("a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=FIELDS)
-            if new:
-                writer.writeheader()
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    with path.open(newline="") as handle:
-        print(summary(list(csv.DictReader(handle))))
+        append_rows(path, FIELDS, [{k: fmt(v) if isinstance(v, float) else v for k, v in row.items()}])
+    print(summary(read_rows(path)))
     return 0
 
 

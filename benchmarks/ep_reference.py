@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
 import statistics
 import sys
 import time
@@ -32,6 +31,7 @@ import torch
 
 from extremal_contours.baselines import ExtremalPerturbation
 from extremal_contours.baselines.extremal_perturbation import REFERENCE_BLUR
+from extremal_contours.benchmark.rows import append_rows, drop_partial_line, fmt, read_rows
 from extremal_contours.data import open_dataset
 from extremal_contours.images import load_image
 from extremal_contours.metrics import iou
@@ -88,10 +88,9 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.csv"
-    done = set()
-    if path.is_file():
-        with path.open(newline="") as handle:
-            done = {r["image"] for r in csv.DictReader(handle)}
+    if path.is_file() and path.stat().st_size:
+        drop_partial_line(path)  # a killed run's half-written last row
+    done = {r["image"] for r in read_rows(path)}
     samples = list(open_dataset(args.data))[:: args.stride][: args.limit]
     run = ModelRunner(model, channels_last=False, device=torch.device("cpu"))
     for sample in samples:
@@ -144,19 +143,13 @@ def main() -> int:
             }
         (out / "masks").mkdir(exist_ok=True)
         torch.save({k: v.half() for k, v in soft.items()}, out / "masks" / f"{Path(sample.name).stem}.pt")
-        new = not path.is_file()
-        with path.open("a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=FIELDS, restval="")
-            if new:
-                writer.writeheader()
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        append_rows(path, FIELDS, [{k: fmt(v) if isinstance(v, float) else v for k, v in row.items()}])
         print(
             f"{sample.name}: reference {row['reference_preserve']:.3f} (area {row['reference_visible']:.3f}, {ref_s:.0f} s), "
             f"port {row['port_preserve']:.3f} (area {row['port_visible']:.3f}), IoU {row['iou']:.3f}",
             flush=True,
         )
-    with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_rows(path)
     for name in FIELDS[3:]:
         values = [float(r[name]) for r in rows if r.get(name)]
         if values:

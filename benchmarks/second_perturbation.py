@@ -14,7 +14,6 @@ scored the same way, to see what the design costs.
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch
 
 from extremal_contours import ExtremalContour, load_image, load_model
 from extremal_contours.benchmark.measure import random_class
+from extremal_contours.benchmark.rows import PER_IMAGE, read_table
 from extremal_contours.data import open_dataset
 from extremal_contours.explainer import objective
 from extremal_contours.modelcall import ModelRunner
@@ -66,12 +66,12 @@ def main() -> int:
     parser.add_argument("--design", choices=("default", "alternate"), default="default")
     parser.add_argument("--true", type=int, default=10, help="true-class pictures (every 15th of the set)")
     args = parser.parse_args()
-    table = Path(args.random_run) / "per_image.csv"
-    if not table.is_file():
-        print(f"error: {table} not found: give the folder of a benchmark --random-target run", file=sys.stderr)
+    run_folder = Path(args.random_run)
+    if not (run_folder / PER_IMAGE.name).is_file():
+        print(f"error: {run_folder / PER_IMAGE.name} not found: give the folder of a benchmark --random-target run", file=sys.stderr)
         return 2
-    with table.open(newline="") as handle:
-        likely = {r["image"] for r in csv.DictReader(handle) if r["method"] == "contour" and float(r["preserved_probability"]) > 0.1}
+    rows = read_table(run_folder, PER_IMAGE)
+    likely = {r["image"] for r in rows if r["method"] == "contour" and float(r["preserved_probability"]) > 0.1}
     torch.set_num_threads(1)
     loaded = load_model()
     if args.design == "alternate":
