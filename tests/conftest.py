@@ -112,3 +112,21 @@ def shared_images(dataset: str, count: int) -> list[tuple[Path, dict]]:
         pytest.skip(f"{folder} is absent: the real-image tests need ../shared/data")
     entries = json.loads((folder / "annotations.json").read_text())
     return [(folder / e["file"], e) for e in entries[:count]]
+
+
+def write_dataset(folder: Path, count: int, seed: int = 0, boxes: tuple = ((5, 5, 30, 30),), extra: tuple = ()) -> Path:
+    """A labelled dataset folder: ``count`` random 40 x 48 pictures ``0.png``, ``1.png``... labelled
+    ``i % 3``, each with ``boxes``, then the ``extra`` entries, in ``folder/annotations.json``."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    entries = []
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+        entries.append({"file": f"{i}.png", "label": i % 3, "boxes": [list(b) for b in boxes]})
+    (folder / "annotations.json").write_text(json.dumps(entries + list(extra)))
+    return folder

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TinyNet
+from conftest import TinyNet, write_dataset
 from extremal_contours import metrics as M
 from extremal_contours.benchmark import FIELDS, BenchmarkConfig, BenchmarkMismatch, run_benchmark, speed_table
 from extremal_contours.models import LoadedModel
@@ -19,15 +19,8 @@ from extremal_contours.models import LoadedModel
 
 @pytest.fixture
 def dataset(tmp_path):
-    rng = np.random.default_rng(0)
-    entries = []
-    for i in range(5):
-        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
-        entries.append({"file": f"{i}.png", "label": i % 3, "boxes": [[5, 5, 30, 30]]})
     (tmp_path / "broken.png").write_bytes(b"nope")
-    entries.append({"file": "broken.png", "label": 0, "boxes": []})
-    (tmp_path / "annotations.json").write_text(json.dumps(entries))
-    return tmp_path
+    return write_dataset(tmp_path, 5, extra=({"file": "broken.png", "label": 0, "boxes": []},))
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import write_dataset
 from extremal_contours.cli import main
 from extremal_contours.report import REPORT_FILE
 
@@ -56,14 +57,7 @@ def explain_report(tmp_path_factory):
 def benchmark_report(tmp_path_factory):
     """The report of a ``benchmark`` of 5 pictures, 3 fast methods, 2 areas."""
     root = tmp_path_factory.mktemp("benchmark")
-    data = root / "data"
-    data.mkdir()
-    rng = np.random.default_rng(1)
-    entries = []
-    for i in range(5):
-        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(data / f"{i}.png")
-        entries.append({"file": f"{i}.png", "label": i % 3, "boxes": [[5, 5, 30, 30]]})
-    (data / "annotations.json").write_text(json.dumps(entries))
+    data = write_dataset(root / "data", 5, seed=1)
     out = root / "out"
     options = ["--option", "contour.iterations=3", "--option", "contour.starts=1", "--option", "contour.scan=2"]
     code = main(["benchmark", "--data", str(data), "--methods", "contour,saliency,gradcam", *options, "--areas", "0.1", "0.2", "--out", str(out), *RANDOM, "--report"])

@@ -5,13 +5,11 @@ import itertools
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 from torch import nn
 
-from conftest import BrightSpot, TinyNet, disc_image
+from conftest import BrightSpot, TinyNet, disc_image, write_dataset
 from extremal_contours.baselines import get_explainer
 from extremal_contours.benchmark import SANITY_FIELDS, merge_shards
 from extremal_contours.cli import main
@@ -192,15 +190,7 @@ RANDOM = ["--model", "test_efficientnet", "--weights", "random", "--device", "cp
 
 @pytest.fixture
 def pictures(tmp_path):
-    rng = np.random.default_rng(0)
-    folder = tmp_path / "data"
-    folder.mkdir()
-    entries = []
-    for i in range(3):
-        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(folder / f"{i}.png")
-        entries.append({"file": f"{i}.png", "label": i % 3, "boxes": []})
-    (folder / "annotations.json").write_text(json.dumps(entries))
-    return folder
+    return write_dataset(tmp_path / "data", 3, boxes=())
 
 
 def _csv(path):
