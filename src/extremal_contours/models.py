@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -311,9 +310,3 @@ def _outputs(model: nn.Module) -> int | None:
         if isinstance(module, nn.Linear):
             last = module.out_features
     return last
-
-
-def describe_classes(names: Sequence[str] | None, index: int) -> str:
-    if names is not None and 0 <= index < len(names):
-        return f"{names[index]} ({index})"
-    return f"class {index}"
