@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,7 @@ def record_files(root: Path) -> list[Path]:
 def from_records(root: Path, paths: Iterable[Path]) -> Contents:
     """The report of the records ``paths`` below ``root``; a record that cannot be read is a note."""
     contents = Contents(kind="explanations", columns=COLUMNS)
-    cards: dict[Path, tuple[int, float]] = {}  # a picture's folder -> its card's index, its thumbnail's distance to area 0.1
+    cards: dict[Path, _Card] = {}  # a picture's folder -> its card
     for path in paths:
         try:
             record = json.loads(path.read_text())
@@ -79,7 +80,23 @@ def from_records(root: Path, paths: Iterable[Path]) -> Contents:
             _add_record(contents, root, path.parent, record, cards)
         except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
             contents.notes.append(f"{link(path, root)}: skipped, {first_line(exc)}")
+    for card in cards.values():  # each thumbnail drawn once, from the record its card chose
+        try:
+            contents.pictures[card.index].thumbs = [(_record_thumbnail(card.folder, card.record), "")]
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+            contents.notes.append(f"{link(card.folder / RECORD_FILE, root)}: no thumbnail, {first_line(exc)}")
     return contents
+
+
+@dataclass
+class _Card:
+    """A picture's card while its records are read: where it is, and the record whose region its
+    thumbnail will show (the area nearest :data:`THUMBNAIL_AREA` so far)."""
+
+    index: int
+    distance: float
+    folder: Path
+    record: dict[str, Any]
 
 
 def picture_folder(folder: Path, root: Path) -> Path:
@@ -104,7 +121,7 @@ def _preserve_of(alternative: Any) -> float | None:
     return None
 
 
-def _add_record(contents: Contents, root: Path, folder: Path, record: dict[str, Any], cards: dict[Path, tuple[int, float]]) -> None:
+def _add_record(contents: Contents, root: Path, folder: Path, record: dict[str, Any], cards: dict[Path, _Card]) -> None:
     """A record's areas (a row and a figure each) on its picture's card, the card made by the
     picture's first record; the thumbnail shows the region of the area nearest 0.1."""
     height, width = int(record["image"]["height"]), int(record["image"]["width"])
@@ -112,17 +129,16 @@ def _add_record(contents: Contents, root: Path, folder: Path, record: dict[str, 
     name = record["image"].get("name") or home.name
     where = "." if home == root else Path(link(home, root)).as_posix()
     label, clean = _label(record["target"]), _number(record["clean"].get("probability"))
+    nearest = abs(float(_thumbnail_contour(record)["area"]) - THUMBNAIL_AREA)
     if home not in cards:
         picture = Picture(name=name, caption=f"{label}, clean p={_fmt(clean)}")
         picture.figures = [Figure(title, link(home / file, root)) for file, title in AUTO_FIGURES if home != folder and (home / file).is_file()]
-        cards[home] = (len(contents.pictures), math.inf)
+        cards[home] = _Card(len(contents.pictures), nearest, folder, record)
         contents.pictures.append(picture)
-    index, distance = cards[home]
-    picture = contents.pictures[index]
-    nearest = abs(float(_thumbnail_contour(record)["area"]) - THUMBNAIL_AREA)
-    if nearest < distance:
-        picture.thumbs = [(_record_thumbnail(folder, record, (width, height)), "")]
-        cards[home] = (index, nearest)
+    card = cards[home]
+    if nearest < card.distance:
+        card.distance, card.folder, card.record = nearest, folder, record
+    index, picture = card.index, contents.pictures[card.index]
     for contour in record["contours"]:
         area = float(contour["area"])
         preserve, drop = _number(contour["preserve"]["ratio"]), _number(contour["delete"]["drop"])
@@ -166,10 +182,11 @@ def _thumbnail_contour(record: dict[str, Any]) -> dict[str, Any]:
     return min(record["contours"], key=lambda c: abs(float(c["area"]) - THUMBNAIL_AREA))
 
 
-def _record_thumbnail(folder: Path, record: dict[str, Any], size: tuple[int, int]) -> str | None:
+def _record_thumbnail(folder: Path, record: dict[str, Any]) -> str | None:
     """A thumbnail of the region at the area nearest 0.1: drawn on the small ``input.png`` (a
     millisecond, where the overlay on a large original takes tens), else the overlay file's."""
     contour = _thumbnail_contour(record)
+    size = int(record["image"]["width"]), int(record["image"]["height"])
     polygons = [p["polygon_px"] for p in contour.get("parts") or [contour]]
     picture = open_small(folder / "input.png", size) if (folder / "input.png").is_file() else None
     if picture is not None:
