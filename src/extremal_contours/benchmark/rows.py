@@ -133,7 +133,7 @@ def write_atomically(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file beside it, so that a killed run leaves
     either the old file or the new one."""
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as handle:
+    with tmp.open("w", newline="", encoding="utf-8") as handle:
         handle.write(text)
     os.replace(tmp, path)
 

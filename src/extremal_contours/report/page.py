@@ -10,6 +10,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from .. import __version__
+from ..benchmark.rows import write_atomically
 from ..jobs.store import STORE_FILE
 from ..store import store_files
 from .benchmark import from_benchmark, is_benchmark
@@ -89,7 +90,5 @@ def write_report(folder: str | os.PathLike[str]) -> Path:
     contents = collect(folder)
     page = render(contents, f"extremal-contours report: {folder.resolve().name}")
     path = folder / REPORT_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomically(path, page)
     return path
